@@ -1,0 +1,62 @@
+// All of jeancore's bindings in one place.
+//  * Operators are registered with the PyTorch dispatcher (TORCH_LIBRARY), so they are reachable
+//    as torch.ops.jeancore.<name>, dispatch to the CPU or CUDA kernel by device, and work with
+//    torch.compile (fake/meta implementations and autograd are attached in Python, see
+//    jeancore/ops/_registry.py).
+//  * A small pybind11 module (jeancore._C) reports how the extension was built.
+#include <pybind11/pybind11.h>
+#include <torch/library.h>
+
+#include "composite.h"
+#include "dtw.h"
+#include "sampling.h"
+
+TORCH_LIBRARY(jeancore, m) {
+  m.def(
+      "sample_along_rays(Tensor rays_o, Tensor rays_d, Tensor near, Tensor far, int n_samples, "
+      "Tensor? jitter) -> (Tensor t, Tensor points)");
+  m.def("sample_pdf(Tensor bins, Tensor weights, Tensor u) -> Tensor");
+  m.def(
+      "composite_forward(Tensor sigma, Tensor rgb, Tensor t, Tensor rays_d, Tensor background, "
+      "bool last_sample_is_background) -> (Tensor color, Tensor depth, Tensor opacity, "
+      "Tensor weights)");
+  m.def(
+      "composite_backward(Tensor grad_color, Tensor grad_depth, Tensor grad_opacity, "
+      "Tensor? grad_weights, Tensor sigma, Tensor rgb, Tensor t, Tensor rays_d, "
+      "Tensor background, Tensor color, Tensor depth, Tensor opacity, "
+      "bool last_sample_is_background) -> (Tensor grad_sigma, Tensor grad_rgb, "
+      "Tensor grad_background)");
+  m.def(
+      "dtw(Tensor cost, Tensor x_lengths, Tensor y_lengths, int step_pattern, int window) -> "
+      "(Tensor distance, Tensor path, Tensor path_length)");
+}
+
+TORCH_LIBRARY_IMPL(jeancore, CPU, m) {
+  m.impl("sample_along_rays", &jeancore::sample_along_rays_cpu);
+  m.impl("sample_pdf", &jeancore::sample_pdf_cpu);
+  m.impl("composite_forward", &jeancore::composite_forward_cpu);
+  m.impl("composite_backward", &jeancore::composite_backward_cpu);
+  m.impl("dtw", &jeancore::dtw_cpu);
+}
+
+#ifdef JEANCORE_WITH_CUDA
+TORCH_LIBRARY_IMPL(jeancore, CUDA, m) {
+  m.impl("sample_along_rays", &jeancore::sample_along_rays_cuda);
+  m.impl("sample_pdf", &jeancore::sample_pdf_cuda);
+  m.impl("composite_forward", &jeancore::composite_forward_cuda);
+  m.impl("composite_backward", &jeancore::composite_backward_cuda);
+  m.impl("dtw", &jeancore::dtw_cuda);
+}
+#endif
+
+PYBIND11_MODULE(_C, m) {
+  m.doc() = "jeancore compiled kernels (operators live in torch.ops.jeancore)";
+  m.def("with_cuda", [] {
+#ifdef JEANCORE_WITH_CUDA
+    return true;
+#else
+    return false;
+#endif
+  }, "True if the CUDA kernels were compiled into this build.");
+  m.attr("__version__") = JEANCORE_VERSION;
+}

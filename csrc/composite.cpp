@@ -1,0 +1,87 @@
+// CPU compositing: one ray per iteration of at::parallel_for; the math is in composite.h.
+#include "composite.h"
+
+#include <ATen/Dispatch.h>
+#include <ATen/Parallel.h>
+#include <ATen/ops/empty.h>
+#include <ATen/ops/empty_like.h>
+
+namespace jeancore {
+
+namespace {
+// Rays per parallel_for task: enough work per task to amortise scheduling.
+int64_t grain_for(int64_t S) { return std::max<int64_t>(1, 4096 / std::max<int64_t>(S, 1)); }
+}  // namespace
+
+CompositeOut composite_forward_cpu(const at::Tensor& sigma, const at::Tensor& rgb,
+                                   const at::Tensor& t, const at::Tensor& rays_d,
+                                   const at::Tensor& background, bool last_sample_is_background) {
+  check_composite_inputs(sigma, rgb, t, rays_d, background);
+  const int64_t N = sigma.size(0), S = sigma.size(1);
+  auto color = at::empty({N, 3}, sigma.options());
+  auto depth = at::empty({N}, sigma.options());
+  auto opacity = at::empty({N}, sigma.options());
+  auto weights = at::empty({N, S}, sigma.options());
+  AT_DISPATCH_FLOATING_TYPES(sigma.scalar_type(), "composite_forward_cpu", [&] {
+    const scalar_t* s = sigma.data_ptr<scalar_t>();
+    const scalar_t* c = rgb.data_ptr<scalar_t>();
+    const scalar_t* tt = t.data_ptr<scalar_t>();
+    const scalar_t* d = rays_d.data_ptr<scalar_t>();
+    const scalar_t* bg = background.data_ptr<scalar_t>();
+    scalar_t* oc = color.data_ptr<scalar_t>();
+    scalar_t* od = depth.data_ptr<scalar_t>();
+    scalar_t* oa = opacity.data_ptr<scalar_t>();
+    scalar_t* ow = weights.data_ptr<scalar_t>();
+    at::parallel_for(0, N, grain_for(S), [&](int64_t begin, int64_t end) {
+      for (int64_t r = begin; r < end; ++r) {
+        composite_ray_forward<scalar_t>(S, s + r * S, c + r * S * 3, tt + r * S, d + r * 3,
+                                        bg + r * 3, last_sample_is_background, oc + r * 3,
+                                        od + r, oa + r, ow + r * S);
+      }
+    });
+  });
+  return {color, depth, opacity, weights};
+}
+
+CompositeGrads composite_backward_cpu(
+    const at::Tensor& grad_color, const at::Tensor& grad_depth, const at::Tensor& grad_opacity,
+    const std::optional<at::Tensor>& grad_weights, const at::Tensor& sigma, const at::Tensor& rgb,
+    const at::Tensor& t, const at::Tensor& rays_d, const at::Tensor& background,
+    const at::Tensor& color, const at::Tensor& depth, const at::Tensor& opacity,
+    bool last_sample_is_background) {
+  check_composite_inputs(sigma, rgb, t, rays_d, background);
+  check_composite_grads(sigma, grad_color, grad_depth, grad_opacity, grad_weights, color, depth,
+                        opacity);
+  const int64_t N = sigma.size(0), S = sigma.size(1);
+  auto g_sigma = at::empty_like(sigma);
+  auto g_rgb = at::empty_like(rgb);
+  auto g_bg = at::empty_like(background);
+  AT_DISPATCH_FLOATING_TYPES(sigma.scalar_type(), "composite_backward_cpu", [&] {
+    const scalar_t* s = sigma.data_ptr<scalar_t>();
+    const scalar_t* c = rgb.data_ptr<scalar_t>();
+    const scalar_t* tt = t.data_ptr<scalar_t>();
+    const scalar_t* d = rays_d.data_ptr<scalar_t>();
+    const scalar_t* bg = background.data_ptr<scalar_t>();
+    const scalar_t* oc = color.data_ptr<scalar_t>();
+    const scalar_t* od = depth.data_ptr<scalar_t>();
+    const scalar_t* oa = opacity.data_ptr<scalar_t>();
+    const scalar_t* gc = grad_color.data_ptr<scalar_t>();
+    const scalar_t* gd = grad_depth.data_ptr<scalar_t>();
+    const scalar_t* ga = grad_opacity.data_ptr<scalar_t>();
+    const scalar_t* gw = grad_weights.has_value() ? grad_weights->data_ptr<scalar_t>() : nullptr;
+    scalar_t* gs = g_sigma.data_ptr<scalar_t>();
+    scalar_t* gr = g_rgb.data_ptr<scalar_t>();
+    scalar_t* gb = g_bg.data_ptr<scalar_t>();
+    at::parallel_for(0, N, grain_for(S), [&](int64_t begin, int64_t end) {
+      for (int64_t r = begin; r < end; ++r) {
+        composite_ray_backward<scalar_t>(
+            S, s + r * S, c + r * S * 3, tt + r * S, d + r * 3, bg + r * 3,
+            last_sample_is_background, oc + r * 3, od[r], oa[r], gc + r * 3, gd[r], ga[r],
+            gw ? gw + r * S : nullptr, gs + r * S, gr + r * S * 3, gb + r * 3);
+      }
+    });
+  });
+  return {g_sigma, g_rgb, g_bg};
+}
+
+}  // namespace jeancore

@@ -1,0 +1,103 @@
+// CUDA compositing: one thread per ray (as torch-ngp / RAD-NeRF); the per-ray math is the same
+// code as the CPU path (composite.h), so the CPU tests check its arithmetic.
+#include "composite.h"
+
+#include <ATen/Dispatch.h>
+#include <ATen/ops/empty.h>
+#include <ATen/ops/empty_like.h>
+#include <c10/cuda/CUDAException.h>
+#include <c10/cuda/CUDAGuard.h>
+#include <c10/cuda/CUDAStream.h>
+
+namespace jeancore {
+
+namespace {
+constexpr int kThreads = 128;
+
+template <typename scalar_t>
+__global__ void composite_forward_kernel(int64_t N, int64_t S, const scalar_t* __restrict__ s,
+                                         const scalar_t* __restrict__ c,
+                                         const scalar_t* __restrict__ tt,
+                                         const scalar_t* __restrict__ d,
+                                         const scalar_t* __restrict__ bg, bool last_bg,
+                                         scalar_t* oc, scalar_t* od, scalar_t* oa, scalar_t* ow) {
+  const int64_t r = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (r >= N) return;
+  composite_ray_forward<scalar_t>(S, s + r * S, c + r * S * 3, tt + r * S, d + r * 3, bg + r * 3,
+                                  last_bg, oc + r * 3, od + r, oa + r, ow + r * S);
+}
+
+template <typename scalar_t>
+__global__ void composite_backward_kernel(
+    int64_t N, int64_t S, const scalar_t* __restrict__ s, const scalar_t* __restrict__ c,
+    const scalar_t* __restrict__ tt, const scalar_t* __restrict__ d,
+    const scalar_t* __restrict__ bg, bool last_bg, const scalar_t* __restrict__ oc,
+    const scalar_t* __restrict__ od, const scalar_t* __restrict__ oa,
+    const scalar_t* __restrict__ gc, const scalar_t* __restrict__ gd,
+    const scalar_t* __restrict__ ga, const scalar_t* __restrict__ gw, scalar_t* gs, scalar_t* gr,
+    scalar_t* gb) {
+  const int64_t r = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (r >= N) return;
+  composite_ray_backward<scalar_t>(S, s + r * S, c + r * S * 3, tt + r * S, d + r * 3, bg + r * 3,
+                                   last_bg, oc + r * 3, od[r], oa[r], gc + r * 3, gd[r], ga[r],
+                                   gw ? gw + r * S : nullptr, gs + r * S, gr + r * S * 3,
+                                   gb + r * 3);
+}
+
+unsigned int blocks_for(int64_t N) { return static_cast<unsigned int>((N + kThreads - 1) / kThreads); }
+}  // namespace
+
+CompositeOut composite_forward_cuda(const at::Tensor& sigma, const at::Tensor& rgb,
+                                    const at::Tensor& t, const at::Tensor& rays_d,
+                                    const at::Tensor& background, bool last_sample_is_background) {
+  check_composite_inputs(sigma, rgb, t, rays_d, background);
+  const c10::cuda::CUDAGuard guard(sigma.device());
+  const int64_t N = sigma.size(0), S = sigma.size(1);
+  auto color = at::empty({N, 3}, sigma.options());
+  auto depth = at::empty({N}, sigma.options());
+  auto opacity = at::empty({N}, sigma.options());
+  auto weights = at::empty({N, S}, sigma.options());
+  if (N == 0) return {color, depth, opacity, weights};
+  auto stream = c10::cuda::getCurrentCUDAStream();
+  AT_DISPATCH_FLOATING_TYPES(sigma.scalar_type(), "composite_forward_cuda", [&] {
+    composite_forward_kernel<scalar_t><<<blocks_for(N), kThreads, 0, stream>>>(
+        N, S, sigma.data_ptr<scalar_t>(), rgb.data_ptr<scalar_t>(), t.data_ptr<scalar_t>(),
+        rays_d.data_ptr<scalar_t>(), background.data_ptr<scalar_t>(), last_sample_is_background,
+        color.data_ptr<scalar_t>(), depth.data_ptr<scalar_t>(), opacity.data_ptr<scalar_t>(),
+        weights.data_ptr<scalar_t>());
+    C10_CUDA_KERNEL_LAUNCH_CHECK();
+  });
+  return {color, depth, opacity, weights};
+}
+
+CompositeGrads composite_backward_cuda(
+    const at::Tensor& grad_color, const at::Tensor& grad_depth, const at::Tensor& grad_opacity,
+    const std::optional<at::Tensor>& grad_weights, const at::Tensor& sigma, const at::Tensor& rgb,
+    const at::Tensor& t, const at::Tensor& rays_d, const at::Tensor& background,
+    const at::Tensor& color, const at::Tensor& depth, const at::Tensor& opacity,
+    bool last_sample_is_background) {
+  check_composite_inputs(sigma, rgb, t, rays_d, background);
+  check_composite_grads(sigma, grad_color, grad_depth, grad_opacity, grad_weights, color, depth,
+                        opacity);
+  const c10::cuda::CUDAGuard guard(sigma.device());
+  const int64_t N = sigma.size(0), S = sigma.size(1);
+  auto g_sigma = at::empty_like(sigma);
+  auto g_rgb = at::empty_like(rgb);
+  auto g_bg = at::empty_like(background);
+  if (N == 0) return {g_sigma, g_rgb, g_bg};
+  auto stream = c10::cuda::getCurrentCUDAStream();
+  AT_DISPATCH_FLOATING_TYPES(sigma.scalar_type(), "composite_backward_cuda", [&] {
+    composite_backward_kernel<scalar_t><<<blocks_for(N), kThreads, 0, stream>>>(
+        N, S, sigma.data_ptr<scalar_t>(), rgb.data_ptr<scalar_t>(), t.data_ptr<scalar_t>(),
+        rays_d.data_ptr<scalar_t>(), background.data_ptr<scalar_t>(), last_sample_is_background,
+        color.data_ptr<scalar_t>(), depth.data_ptr<scalar_t>(), opacity.data_ptr<scalar_t>(),
+        grad_color.data_ptr<scalar_t>(), grad_depth.data_ptr<scalar_t>(),
+        grad_opacity.data_ptr<scalar_t>(),
+        grad_weights.has_value() ? grad_weights->data_ptr<scalar_t>() : nullptr,
+        g_sigma.data_ptr<scalar_t>(), g_rgb.data_ptr<scalar_t>(), g_bg.data_ptr<scalar_t>());
+    C10_CUDA_KERNEL_LAUNCH_CHECK();
+  });
+  return {g_sigma, g_rgb, g_bg};
+}
+
+}  // namespace jeancore

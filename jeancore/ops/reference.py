@@ -1,0 +1,146 @@
+"""Pure-PyTorch (and NumPy, for DTW) reference implementations of every jeancore kernel.
+
+These are the specifications the fused kernels are tested against (values and gradients):
+written for clarity, as in NeRF / AD-NeRF, not for speed. Same arguments and semantics as the
+fast ops in :mod:`jeancore.ops`, with the random numbers passed in explicitly (``jitter``, ``u``)
+so both paths can be fed the same draws.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+__all__ = [
+    "sample_along_rays_reference",
+    "sample_pdf_reference",
+    "composite_reference",
+    "dtw_reference",
+]
+
+
+def sample_along_rays_reference(rays_o, rays_d, near, far, n_samples, jitter=None):
+    """NeRF's coarse sampling (``render_rays``, lindisp=False): returns (t [N,S], points [N,S,3]).
+
+    jitter: optional uniforms [N, S] in [0, 1) for the stratified ("perturb") mode.
+    """
+    s = torch.linspace(0.0, 1.0, n_samples, dtype=rays_o.dtype, device=rays_o.device)
+    z = near[:, None] * (1.0 - s) + far[:, None] * s
+    if jitter is not None:
+        mids = 0.5 * (z[:, 1:] + z[:, :-1])
+        upper = torch.cat([mids, z[:, -1:]], dim=-1)
+        lower = torch.cat([z[:, :1], mids], dim=-1)
+        z = lower + (upper - lower) * jitter
+    points = rays_o[:, None, :] + z[..., None] * rays_d[:, None, :]
+    return z, points
+
+
+def sample_pdf_reference(bins, weights, u):
+    """NeRF's ``sample_pdf`` with the uniforms ``u`` ([n] or [N, n]) given."""
+    weights = weights + 1e-5
+    pdf = weights / torch.sum(weights, -1, keepdim=True)
+    cdf = torch.cumsum(pdf, -1)
+    cdf = torch.cat([torch.zeros_like(cdf[..., :1]), cdf], -1)
+    u = u.expand(cdf.shape[0], u.shape[-1]).contiguous()
+    inds = torch.searchsorted(cdf, u, right=True)
+    below = torch.clamp(inds - 1, min=0)
+    above = torch.clamp(inds, max=cdf.shape[-1] - 1)
+    cdf_g0, cdf_g1 = torch.gather(cdf, 1, below), torch.gather(cdf, 1, above)
+    bins_g0, bins_g1 = torch.gather(bins, 1, below), torch.gather(bins, 1, above)
+    denom = cdf_g1 - cdf_g0
+    denom = torch.where(denom < 1e-5, torch.ones_like(denom), denom)
+    f = (u - cdf_g0) / denom
+    return bins_g0 + f * (bins_g1 - bins_g0)
+
+
+def composite_reference(sigma, rgb, t, rays_d, background, *, last_sample_is_background=True):
+    """AD-NeRF's ``raw2outputs`` with densities already activated; see ``jeancore.ops.composite``.
+
+    Returns (color [N,3], depth [N], opacity [N], weights [N,S]); differentiable by autograd.
+    """
+    n = sigma.shape[0]
+    background = background.expand(n, 3)
+    dt = torch.cat([t[:, 1:] - t[:, :-1], torch.full_like(t[:, :1], 1e10)], dim=-1)
+    delta = dt.clamp_min(0.0) * torch.linalg.vector_norm(rays_d, dim=-1, keepdim=True)
+    alpha = 1.0 - torch.exp(-torch.relu(sigma) * delta)
+    if last_sample_is_background:
+        alpha = torch.cat([alpha[:, :-1], torch.ones_like(alpha[:, :1])], dim=-1)
+        rgb = torch.cat([rgb[:, :-1], background[:, None, :]], dim=1)
+    transmittance = torch.cumprod(
+        torch.cat([torch.ones_like(alpha[:, :1]), 1.0 - alpha[:, :-1]], dim=-1), dim=-1)
+    weights = alpha * transmittance
+    color = torch.sum(weights[..., None] * rgb, dim=1)
+    depth = torch.sum(weights * t, dim=-1)
+    if last_sample_is_background:
+        opacity = torch.sum(weights[:, :-1], dim=-1)
+    else:
+        opacity = torch.sum(weights, dim=-1)
+        color = color + (1.0 - opacity)[:, None] * background
+    return color, depth, opacity, weights
+
+
+def _local_cost(x: np.ndarray, y: np.ndarray, metric: str) -> np.ndarray:
+    diff = x[:, None, :] - y[None, :, :]
+    if metric == "euclidean":
+        return np.sqrt((diff * diff).sum(-1))
+    if metric == "sqeuclidean":
+        return (diff * diff).sum(-1)
+    if metric == "cosine":
+        nx = np.linalg.norm(x, axis=-1)[:, None]
+        ny = np.linalg.norm(y, axis=-1)[None, :]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            cos = (x @ y.T) / (nx * ny)
+        return 1.0 - np.where(np.isfinite(cos), cos, 0.0)
+    raise ValueError(f"unknown metric {metric!r}")
+
+
+def dtw_reference(x, y, *, metric="euclidean", step_pattern="symmetric2", window=None,
+                  x_lengths=None, y_lengths=None):
+    """Plain-loop NumPy DTW with the same arguments and result as ``jeancore.ops.dtw``."""
+    from .dtw import DTWResult  # local import: the result type only
+
+    xs = np.asarray(torch.as_tensor(x).detach().cpu(), dtype=np.float64)
+    ys = np.asarray(torch.as_tensor(y).detach().cpu(), dtype=np.float64)
+    unbatched = xs.ndim == 2
+    if unbatched:
+        xs, ys = xs[None], ys[None]
+    w_diag = {"symmetric2": 2.0, "symmetric1": 1.0}[step_pattern]
+    dists, norms, paths = [], [], []
+    for b in range(xs.shape[0]):
+        n = xs.shape[1] if x_lengths is None else int(x_lengths[b])
+        m = ys.shape[1] if y_lengths is None else int(y_lengths[b])
+        d = _local_cost(xs[b, :n], ys[b, :m], metric)
+        g = np.full((n, m), np.inf)
+        step = np.full((n, m), -1, dtype=np.int64)
+        for i in range(n):
+            for j in range(m):
+                if window is not None and abs(i - j) > window:
+                    continue
+                if i == 0 and j == 0:
+                    g[0, 0] = d[0, 0]
+                    continue
+                candidates = (
+                    g[i - 1, j - 1] + w_diag * d[i, j] if i > 0 and j > 0 else np.inf,
+                    g[i, j - 1] + d[i, j] if j > 0 else np.inf,
+                    g[i - 1, j] + d[i, j] if i > 0 else np.inf,
+                )
+                best = np.inf
+                for k, c in enumerate(candidates):  # first strict minimum, as dtw-python
+                    if c < best:
+                        best, step[i, j] = c, k
+                g[i, j] = best
+        i, j, path = n - 1, m - 1, [(n - 1, m - 1)]
+        while (i, j) != (0, 0):
+            k = step[i, j]
+            i, j = (i - 1, j - 1) if k == 0 else (i, j - 1) if k == 1 else (i - 1, j)
+            path.append((i, j))
+        path = np.array(path[::-1], dtype=np.int64)
+        dists.append(g[n - 1, m - 1])
+        norms.append(g[n - 1, m - 1] / ((n + m) if step_pattern == "symmetric2" else len(path)))
+        paths.append(torch.from_numpy(path))
+    dtype = torch.as_tensor(x).dtype
+    distance = torch.tensor(dists, dtype=dtype)
+    normalized = torch.tensor(norms, dtype=dtype)
+    if unbatched:
+        distance, normalized = distance[0], normalized[0]
+    return DTWResult(distance, normalized, paths)
