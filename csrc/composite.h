@@ -44,7 +44,8 @@ JC_HD scalar_t optical_depth(const scalar_t* sigma, const scalar_t* t, int64_t i
   scalar_t dt = i + 1 < S ? t[i + 1] - t[i] : scalar_t(kLastDelta);
   scalar_t delta = (dt > scalar_t(0) ? dt : scalar_t(0)) * dnorm;
   *delta_out = delta;
-  scalar_t s = sigma[i] > scalar_t(0) ? sigma[i] : scalar_t(0);
+  // ReLU written so that NaN propagates (as torch.relu) instead of turning into 0.
+  scalar_t s = sigma[i] < scalar_t(0) ? scalar_t(0) : sigma[i];
   return s * delta;
 }
 
@@ -143,7 +144,7 @@ JC_HD void composite_ray_backward(int64_t S, const scalar_t* sigma, const scalar
                        (gw != nullptr ? gw[i] : scalar_t(0));
     prefix += G * w;
     const scalar_t suffix = i == S - 1 ? scalar_t(0) : total - prefix;
-    g_sigma[i] = sigma[i] > scalar_t(0) ? delta * (G * T_next - suffix) : scalar_t(0);
+    g_sigma[i] = sigma[i] <= scalar_t(0) ? scalar_t(0) : delta * (G * T_next - suffix);
     gr[0] = gC[0] * w;
     gr[1] = gC[1] * w;
     gr[2] = gC[2] * w;
