@@ -37,7 +37,7 @@ JC_HD void sample_ray(int64_t S, const scalar_t* o, const scalar_t* d, scalar_t 
 }
 
 // Inverse transform sampling of one ray, exactly NeRF's sample_pdf: pdf = (w + 1e-5) / sum,
-// cdf = [0, cumsum(pdf)] (S + 1 entries), idx = searchsorted(cdf, u, right=True),
+// cdf = [0, cumsum(pdf)] (S + 1 entries, clamped to 1, the last exactly 1), idx = searchsorted(cdf, u, right=True),
 // below = max(idx - 1, 0), above = min(idx, S), denominators < 1e-5 replaced by 1, linear
 // interpolation between bins[below] and bins[above]. u must be ascending (the wrapper makes it
 // so), which lets one walk along the CDF serve all samples: O(S + n) work and O(1) state.
@@ -56,7 +56,12 @@ JC_HD void sample_pdf_ray(int64_t S, int64_t n, const scalar_t* bins, const scal
     while (j <= S && cdf_j <= um) {
       cdf_prev = cdf_j;
       ++j;
-      if (j <= S) cdf_j = cdf_prev + (w[j - 1] + eps) / total;
+      // The CDF is clamped to 1 and its last entry is exactly 1: a float sum lands an ulp
+      // either side of 1, which would make the CDF non-monotone or the u = 1 sample jump.
+      if (j <= S) {
+        const scalar_t next = cdf_prev + (w[j - 1] + eps) / total;
+        cdf_j = j == S || next > scalar_t(1) ? scalar_t(1) : next;
+      }
     }
     const int64_t below = j - 1 > 0 ? j - 1 : 0;
     const int64_t above = j < S ? j : S;

@@ -26,7 +26,10 @@ def sample_pdf(bins, weights, n_samples: int, *, stratified: bool = False,
 
     Exactly NeRF's ``sample_pdf`` (as used by AD-NeRF / JEAN for the fine pass): weights + 1e-5,
     normalised to a PDF, CDF with a leading 0, ``searchsorted(cdf, u, right=True)``, linear
-    interpolation inside the bracketing bin, denominators below 1e-5 replaced by 1.
+    interpolation inside the bracketing bin, denominators below 1e-5 replaced by 1. One
+    deliberate difference: the CDF is clamped to 1 and its last entry is exactly 1 (NeRF's float
+    sum lands an ulp either side of 1, so its CDF can decrease at the end and its sample for
+    u = 1 jumps between the last bin edges; ours is always the last edge).
     u is ``linspace(0, 1, n_samples)`` (NeRF's deterministic mode) or, with ``stratified=True``,
     one uniform draw per equal-probability stratum, u_k = (k + U_k) / n_samples. (NeRF's random
     mode draws u unsorted; stratified draws have the same marginal law, lower variance and give

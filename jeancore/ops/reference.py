@@ -41,6 +41,11 @@ def sample_pdf_reference(bins, weights, u):
     pdf = weights / torch.sum(weights, -1, keepdim=True)
     cdf = torch.cumsum(pdf, -1)
     cdf = torch.cat([torch.zeros_like(cdf[..., :1]), cdf], -1)
+    # The CDF is clamped to 1 and ends at exactly 1. NeRF leaves the float sum, which lands an
+    # ulp either side of 1: the CDF can then decrease at its end, and the sample for u = 1 jumps
+    # between the last bin edges.
+    cdf = cdf.clamp(max=1.0)
+    cdf[..., -1] = 1.0
     u = u.expand(cdf.shape[0], u.shape[-1]).contiguous()
     inds = torch.searchsorted(cdf, u, right=True)
     below = torch.clamp(inds - 1, min=0)
