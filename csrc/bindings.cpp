@@ -27,8 +27,9 @@ TORCH_LIBRARY(jeancore, m) {
       "bool last_sample_is_background) -> (Tensor grad_sigma, Tensor grad_rgb, "
       "Tensor grad_background)");
   m.def(
-      "dtw(Tensor cost, Tensor x_lengths, Tensor y_lengths, int step_pattern, int window) -> "
-      "(Tensor distance, Tensor path, Tensor path_length)");
+      "dtw(Tensor cost, Tensor offsets, Tensor row_stride, Tensor x_lengths, Tensor y_lengths, "
+      "int step_pattern, int window, int max_path_length) -> (Tensor distance, Tensor path, "
+      "Tensor path_length)");
 }
 
 TORCH_LIBRARY_IMPL(jeancore, CPU, m) {

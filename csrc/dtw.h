@@ -15,6 +15,7 @@
 #include <cstdint>
 #include <limits>
 #include <tuple>
+#include <utility>
 
 namespace jeancore {
 
@@ -33,17 +34,22 @@ struct DtwBand {
 
 // One cell of the dynamic programme: candidates in dtw-python's order, first strict minimum.
 // Inadmissible neighbours are passed as +inf.
+// Written with selects rather than branches: on random data the winner is unpredictable.
 JC_HD void dtw_cell(double d, double g_diag, double g_left, double g_up, double w_diag,
                     double* g, uint8_t* dir) {
   double best = std::numeric_limits<double>::infinity();
   uint8_t k = kDirNone;
-  double c = g_diag + w_diag * d;
-  if (c < best) { best = c; k = kDirDiag; }
-  c = g_left + d;
-  if (c < best) { best = c; k = kDirLeft; }
-  c = g_up + d;
-  if (c < best) { best = c; k = kDirUp; }
-  *g = k == kDirNone ? std::numeric_limits<double>::infinity() : best;
+  const double c_diag = g_diag + w_diag * d, c_left = g_left + d, c_up = g_up + d;
+  bool take = c_diag < best;
+  best = take ? c_diag : best;
+  k = take ? uint8_t(kDirDiag) : k;
+  take = c_left < best;
+  best = take ? c_left : best;
+  k = take ? uint8_t(kDirLeft) : k;
+  take = c_up < best;
+  best = take ? c_up : best;
+  k = take ? uint8_t(kDirUp) : k;
+  *g = best;  // +inf when no candidate is finite (k == kDirNone)
   *dir = k;
 }
 
@@ -73,25 +79,62 @@ JC_HD int64_t dtw_backtrack(const uint8_t* dir, int64_t stride, int64_t n, int64
   return L;
 }
 
-inline void check_dtw_inputs(const at::Tensor& cost, const at::Tensor& x_lengths,
-                             const at::Tensor& y_lengths, int64_t step_pattern, int64_t window) {
-  check_float(cost, "cost", 3, cost);
-  const int64_t B = cost.size(0);
+// The local costs are packed: pair b's cell (i, j) is cost[offsets[b] + i * row_stride[b] + j]
+// (a padded [B, N, M] batch is offsets = b N M, row_stride = M; a packed one has no padding).
+struct DtwPairs {
+  const int64_t* offsets;
+  const int64_t* row_stride;
+  const int64_t* x_lengths;
+  const int64_t* y_lengths;
+};
+
+inline void check_dtw_inputs(const at::Tensor& cost, const at::Tensor& offsets,
+                             const at::Tensor& row_stride, const at::Tensor& x_lengths,
+                             const at::Tensor& y_lengths, int64_t step_pattern, int64_t window,
+                             int64_t max_path_length) {
+  check_float(cost, "cost", 1, cost);
+  const int64_t B = offsets.dim() == 1 ? offsets.size(0) : -1;
+  check_index(offsets, "offsets", B, cost);
+  check_index(row_stride, "row_stride", B, cost);
   check_index(x_lengths, "x_lengths", B, cost);
   check_index(y_lengths, "y_lengths", B, cost);
   TORCH_CHECK_VALUE(step_pattern == kSymmetric2 || step_pattern == kSymmetric1,
                     "step_pattern must be 0 (symmetric2) or 1 (symmetric1), got ", step_pattern);
   TORCH_CHECK_VALUE(window >= -1, "window must be >= 0, or -1 for none, got ", window);
+  TORCH_CHECK_VALUE(max_path_length >= 1, "max_path_length must be >= 1, got ", max_path_length);
 }
 
-// Returns (distance [B] float64, path [B, N+M-1, 2] int64 padded with -1, path_length [B] int64).
-// distance is +inf and path_length 0 for a pair with no admissible path.
+// Host-side check of every pair's lengths and extent (index tensors on the CPU); returns the
+// largest n and m.
+inline std::pair<int64_t, int64_t> check_dtw_pairs(const DtwPairs& p, int64_t B, int64_t numel,
+                                                   int64_t max_path_length) {
+  int64_t n_max = 0, m_max = 0;
+  for (int64_t b = 0; b < B; ++b) {
+    const int64_t n = p.x_lengths[b], m = p.y_lengths[b], off = p.offsets[b],
+                  st = p.row_stride[b];
+    TORCH_CHECK_VALUE(n >= 1 && m >= 1, "pair ", b, ": lengths (", n, ", ", m,
+                      ") must be >= 1");
+    TORCH_CHECK_VALUE(st >= m && off >= 0 && off + (n - 1) * st + m <= numel, "pair ", b,
+                      ": cost block (offset ", off, ", row stride ", st, ", ", n, " x ", m,
+                      ") does not fit in the cost buffer of ", numel, " entries");
+    TORCH_CHECK_VALUE(n + m - 1 <= max_path_length, "pair ", b, ": max_path_length ",
+                      max_path_length, " is shorter than n + m - 1 = ", n + m - 1);
+    n_max = std::max(n_max, n);
+    m_max = std::max(m_max, m);
+  }
+  return {n_max, m_max};
+}
+
+// Returns (distance [B] float64, path [B, max_path_length, 2] int64 padded with -1,
+// path_length [B] int64). distance is +inf and path_length 0 for a pair with no admissible path.
 using DtwOut = std::tuple<at::Tensor, at::Tensor, at::Tensor>;
-DtwOut dtw_cpu(const at::Tensor& cost, const at::Tensor& x_lengths, const at::Tensor& y_lengths,
-               int64_t step_pattern, int64_t window);
+DtwOut dtw_cpu(const at::Tensor& cost, const at::Tensor& offsets, const at::Tensor& row_stride,
+               const at::Tensor& x_lengths, const at::Tensor& y_lengths, int64_t step_pattern,
+               int64_t window, int64_t max_path_length);
 #ifdef JEANCORE_WITH_CUDA
-DtwOut dtw_cuda(const at::Tensor& cost, const at::Tensor& x_lengths, const at::Tensor& y_lengths,
-                int64_t step_pattern, int64_t window);
+DtwOut dtw_cuda(const at::Tensor& cost, const at::Tensor& offsets, const at::Tensor& row_stride,
+                const at::Tensor& x_lengths, const at::Tensor& y_lengths, int64_t step_pattern,
+                int64_t window, int64_t max_path_length);
 #endif
 
 }  // namespace jeancore

@@ -19,18 +19,18 @@ constexpr int kThreads = 256;
 constexpr int64_t kMaxSharedBytes = 48 * 1024;
 
 template <typename scalar_t>
-__global__ void dtw_wavefront_kernel(const scalar_t* __restrict__ cost, int64_t N, int64_t M,
-                                     const int64_t* __restrict__ xl,
-                                     const int64_t* __restrict__ yl, int64_t window,
+__global__ void dtw_wavefront_kernel(const scalar_t* __restrict__ cost, DtwPairs pairs,
+                                     int64_t N, int64_t M, int64_t window,
                                      double w_diag, bool use_shared, double* scratch,
                                      uint8_t* dir_all, double* distance, int64_t* path,
                                      int64_t* path_length, int64_t max_len) {
   extern __shared__ double smem[];
   const int64_t b = blockIdx.x;
-  const int64_t n = xl[b], m = yl[b];
+  const int64_t n = pairs.x_lengths[b], m = pairs.y_lengths[b];
   const DtwBand band{n, m, window};
-  const scalar_t* c = cost + b * N * M;
-  uint8_t* dir = dir_all + b * N * M;  // row stride M
+  const scalar_t* c = cost + pairs.offsets[b];
+  const int64_t stride = pairs.row_stride[b];
+  uint8_t* dir = dir_all + b * N * M;  // N x M (largest lengths), row stride M
   // Three anti-diagonal buffers indexed by row i: diag k uses buf[(k % 3) * N + i].
   double* buf = use_shared ? smem : scratch + b * 3 * N;
   const double inf = std::numeric_limits<double>::infinity();
@@ -50,7 +50,7 @@ __global__ void dtw_wavefront_kernel(const scalar_t* __restrict__ cost, int64_t 
     for (int64_t i = i_lo + threadIdx.x; i <= i_hi; i += blockDim.x) {
       const int64_t j = k - i;
       if (!band.admissible(i, j)) continue;
-      const double d = static_cast<double>(c[i * M + j]);
+      const double d = static_cast<double>(c[i * stride + j]);
       if (k == 0) {
         g_k[0] = d;
         dir[0] = kDirNone;
@@ -72,23 +72,22 @@ __global__ void dtw_wavefront_kernel(const scalar_t* __restrict__ cost, int64_t 
 }
 }  // namespace
 
-DtwOut dtw_cuda(const at::Tensor& cost, const at::Tensor& x_lengths, const at::Tensor& y_lengths,
-                int64_t step_pattern, int64_t window) {
-  check_dtw_inputs(cost, x_lengths, y_lengths, step_pattern, window);
+DtwOut dtw_cuda(const at::Tensor& cost, const at::Tensor& offsets, const at::Tensor& row_stride,
+                const at::Tensor& x_lengths, const at::Tensor& y_lengths, int64_t step_pattern,
+                int64_t window, int64_t max_path_length) {
+  check_dtw_inputs(cost, offsets, row_stride, x_lengths, y_lengths, step_pattern, window,
+                   max_path_length);
   const c10::cuda::CUDAGuard guard(cost.device());
-  const int64_t B = cost.size(0), N = cost.size(1), M = cost.size(2);
-  {
-    // Validate lengths on the host (one small copy) so a bad length is an error, not a fault.
-    const auto xl = x_lengths.cpu(), yl = y_lengths.cpu();
-    for (int64_t b = 0; b < B; ++b) {
-      const int64_t n = xl.data_ptr<int64_t>()[b], m = yl.data_ptr<int64_t>()[b];
-      TORCH_CHECK_VALUE(n >= 1 && n <= N && m >= 1 && m <= M, "pair ", b, ": lengths (", n, ", ",
-                        m, ") must be in [1, ", N, "] and [1, ", M, "]");
-    }
-  }
-  const int64_t max_len = std::max<int64_t>(N + M - 1, 1);
+  const int64_t B = offsets.size(0), P = max_path_length;
+  // Validate every pair on the host (one small copy) so bad input is an error, not a fault.
+  const auto off_h = offsets.cpu(), st_h = row_stride.cpu(), xl_h = x_lengths.cpu(),
+             yl_h = y_lengths.cpu();
+  const auto [N, M] = check_dtw_pairs(
+      DtwPairs{off_h.data_ptr<int64_t>(), st_h.data_ptr<int64_t>(), xl_h.data_ptr<int64_t>(),
+               yl_h.data_ptr<int64_t>()},
+      B, cost.numel(), P);
   auto distance = at::empty({B}, cost.options().dtype(at::kDouble));
-  auto path = at::full({B, max_len, 2}, -1, cost.options().dtype(at::kLong));
+  auto path = at::full({B, P, 2}, -1, cost.options().dtype(at::kLong));
   auto path_length = at::empty({B}, cost.options().dtype(at::kLong));
   if (B == 0) return {distance, path, path_length};
   auto dir = at::empty({B, N, M}, cost.options().dtype(at::kByte));
@@ -98,14 +97,15 @@ DtwOut dtw_cuda(const at::Tensor& cost, const at::Tensor& x_lengths, const at::T
   if (!use_shared) scratch = at::empty({B, 3, N}, cost.options().dtype(at::kDouble));
   auto stream = c10::cuda::getCurrentCUDAStream();
   const double w_diag = step_pattern == kSymmetric2 ? 2.0 : 1.0;
+  const DtwPairs pairs{offsets.data_ptr<int64_t>(), row_stride.data_ptr<int64_t>(),
+                       x_lengths.data_ptr<int64_t>(), y_lengths.data_ptr<int64_t>()};
   AT_DISPATCH_FLOATING_TYPES(cost.scalar_type(), "dtw_cuda", [&] {
     dtw_wavefront_kernel<scalar_t><<<static_cast<unsigned int>(B), kThreads,
                                      use_shared ? shared_bytes : 0, stream>>>(
-        cost.data_ptr<scalar_t>(), N, M, x_lengths.data_ptr<int64_t>(),
-        y_lengths.data_ptr<int64_t>(), window, w_diag, use_shared,
+        cost.data_ptr<scalar_t>(), pairs, N, M, window, w_diag, use_shared,
         use_shared ? nullptr : scratch.data_ptr<double>(), dir.data_ptr<uint8_t>(),
         distance.data_ptr<double>(), path.data_ptr<int64_t>(), path_length.data_ptr<int64_t>(),
-        max_len);
+        P);
     C10_CUDA_KERNEL_LAUNCH_CHECK();
   });
   return {distance, path, path_length};

@@ -58,9 +58,9 @@ def _composite_backward_fake(grad_color, grad_depth, grad_opacity, grad_weights,
 
 
 @torch.library.register_fake("jeancore::dtw")
-def _dtw_fake(cost, x_lengths, y_lengths, step_pattern, window):
-    b, n, m = cost.shape
-    max_len = max(n + m - 1, 1)
+def _dtw_fake(cost, offsets, row_stride, x_lengths, y_lengths, step_pattern, window,
+              max_path_length):
+    b = offsets.shape[0]
     return (cost.new_empty((b,), dtype=torch.float64),
-            cost.new_empty((b, max_len, 2), dtype=torch.int64),
+            cost.new_empty((b, max_path_length, 2), dtype=torch.int64),
             cost.new_empty((b,), dtype=torch.int64))

@@ -30,6 +30,24 @@ class DTWResult(NamedTuple):
     paths: list
 
 
+def _cost_into(out: torch.Tensor, x: torch.Tensor, y: torch.Tensor, metric: str) -> None:
+    """Writes the local cost of frames x [n, D] / [B, n, D] against y [m, D] / [B, m, D] into
+    the contiguous out [n, m] / [B, n, m]: one (b)addmm plus in-place elementwise passes."""
+    mm = torch.addmm if x.dim() == 2 else torch.baddbmm
+    if metric == "cosine":
+        x = x / x.norm(dim=-1, keepdim=True).clamp_min(torch.finfo(x.dtype).tiny)
+        y = y / y.norm(dim=-1, keepdim=True).clamp_min(torch.finfo(y.dtype).tiny)
+        one = torch.ones((), dtype=x.dtype, device=x.device)
+        mm(one, x, y.transpose(-1, -2), alpha=-1.0, out=out)  # 1 - cos
+        return
+    x2 = (x * x).sum(-1)[..., :, None]
+    y2 = (y * y).sum(-1)[..., None, :]
+    mm(x2, x, y.transpose(-1, -2), alpha=-2.0, out=out)  # |x|^2 - 2 x.y
+    out.add_(y2).clamp_(min=0.0)
+    if metric == "euclidean":
+        out.sqrt_()
+
+
 def pairwise_cost(x: torch.Tensor, y: torch.Tensor, metric: str = "euclidean") -> torch.Tensor:
     """Local cost matrix between frames, [B, N, D] x [B, M, D] -> [B, N, M], via matmul.
 
@@ -39,14 +57,29 @@ def pairwise_cost(x: torch.Tensor, y: torch.Tensor, metric: str = "euclidean") -
     """
     if metric not in METRICS:
         raise ValueError(f"metric must be one of {METRICS}, got {metric!r}")
-    if metric == "cosine":
-        xn = x / x.norm(dim=-1, keepdim=True).clamp_min(torch.finfo(x.dtype).tiny)
-        yn = y / y.norm(dim=-1, keepdim=True).clamp_min(torch.finfo(y.dtype).tiny)
-        return 1.0 - torch.bmm(xn, yn.transpose(1, 2))
-    x2 = (x * x).sum(-1, keepdim=True)
-    y2 = (y * y).sum(-1)[:, None, :]
-    sq = torch.baddbmm(x2 + y2, x, y.transpose(1, 2), alpha=-2.0).clamp_min_(0.0)
-    return sq if metric == "sqeuclidean" else sq.sqrt_()
+    out = torch.empty((x.shape[0], x.shape[1], y.shape[1]), dtype=x.dtype, device=x.device)
+    _cost_into(out, x, y, metric)
+    return out
+
+
+def _packed_cost(x, y, xl, yl, metric):
+    """Local costs in the packed layout of the ``dtw`` operator: (cost [total], offsets [B],
+    row_stride [B]); pair b's cell (i, j) is cost[offsets[b] + i * row_stride[b] + j].
+
+    CPU: one contiguous block per pair, [n_b, m_b], no work or memory spent on padding.
+    GPU: the padded batch [B, N, M] from one batched matmul (cheaper there than a loop).
+    """
+    batch, n_pad, m_pad = x.shape[0], x.shape[1], y.shape[1]
+    if x.device.type != "cpu":
+        cost = pairwise_cost(x, y, metric).reshape(-1)
+        offsets = torch.arange(batch, dtype=torch.int64) * (n_pad * m_pad)
+        return cost, offsets, torch.full((batch,), m_pad, dtype=torch.int64)
+    sizes = xl * yl
+    offsets = torch.cumsum(sizes, 0) - sizes
+    cost = torch.empty(int(sizes.sum()), dtype=x.dtype)
+    for b, (n, m, off) in enumerate(zip(xl.tolist(), yl.tolist(), offsets.tolist())):
+        _cost_into(cost[off:off + n * m].view(n, m), x[b, :n], y[b, :m], metric)
+    return cost, offsets, yl.clone()
 
 
 def _lengths(name: str, value, batch: int, full: int) -> torch.Tensor:
@@ -134,10 +167,12 @@ def dtw(x, y, *, metric: str = "euclidean", step_pattern: str = "symmetric2", wi
                 f"{int(xl[b])} and {int(yl[b])}: the Sakoe-Chiba radius must be at least the "
                 f"length difference {int(gap[b])}")
 
-    cost = pairwise_cost(x, y, metric).contiguous()
-    distance, path, path_length = OPS.dtw(cost, xl.to(x.device), yl.to(x.device),
-                                          STEP_PATTERNS[step_pattern],
-                                          -1 if window is None else int(window))
+    cost, offsets, row_stride = _packed_cost(x, y, xl, yl, metric)
+    dev = x.device
+    distance, path, path_length = OPS.dtw(
+        cost, offsets.to(dev), row_stride.to(dev), xl.to(dev), yl.to(dev),
+        STEP_PATTERNS[step_pattern], -1 if window is None else int(window),
+        int((xl + yl).max()) - 1)
     lengths = path_length.cpu()
     paths = [path[b, : int(lengths[b])] for b in range(batch)]
     if step_pattern == "symmetric2":
