@@ -30,7 +30,6 @@ import json
 import os
 import pathlib
 import platform
-import statistics
 import sys
 import time
 
@@ -38,35 +37,8 @@ import numpy as np
 import torch
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
-
-
-def _cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
-
-
-def _time(fn, repeats: int, warmup: int = 1, sync=None):
-    for _ in range(warmup):
-        fn()
-        if sync:
-            sync()
-    times = []
-    out = None
-    for _ in range(repeats):
-        if sync:
-            sync()
-        t0 = time.perf_counter()
-        out = fn()
-        if sync:
-            sync()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times), times, out
+sys.path.insert(0, str(REPO / "benchmarks"))
+from _common import cpu_model as _cpu_model, median_time as _time  # noqa: E402
 
 
 def main(argv=None) -> int:
