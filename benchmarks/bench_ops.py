@@ -56,6 +56,25 @@ def composite_step(fn, x, backward):
     return color
 
 
+def make_cases(x, s):
+    """{op: (fused, reference)} callables bound to this size's inputs."""
+    u = torch.linspace(0, 1, s, device=x["t"].device)
+    jc = torch.ops.jeancore
+    return {
+        "composite fwd": (lambda: composite_step(ops.composite, x, False),
+                          lambda: composite_step(ref.composite_reference, x, False)),
+        "composite fwd+bwd": (lambda: composite_step(ops.composite, x, True),
+                              lambda: composite_step(ref.composite_reference, x, True)),
+        "sample_along_rays": (
+            lambda: jc.sample_along_rays(x["rays_o"], x["rays_d"], x["near"], x["far"], s,
+                                         x["jitter"]),
+            lambda: ref.sample_along_rays_reference(x["rays_o"], x["rays_d"], x["near"],
+                                                    x["far"], s, x["jitter"])),
+        "sample_pdf": (lambda: jc.sample_pdf(x["bins"], x["weights"], u),
+                       lambda: ref.sample_pdf_reference(x["bins"], x["weights"], u)),
+    }
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--device", default="cuda" if ops.cuda_available() else "cpu")
@@ -68,7 +87,7 @@ def main(argv=None) -> int:
     cuda = device.type == "cuda"
     sync = torch.cuda.synchronize if cuda else None
     out_path = pathlib.Path(args.out or REPO / "benchmarks" / "results" / f"ops_{device.type}.json")
-    cpu_mem = None if cuda else CpuPeakMemory()
+    cpu_mem = None  # created after all timings: it changes glibc's allocation policy
 
     def peak_bytes(fn):
         if cuda:
@@ -80,44 +99,28 @@ def main(argv=None) -> int:
             return torch.cuda.max_memory_allocated() - base
         return cpu_mem.measure(fn)
 
-    def fast_sample(x, s):
-        return torch.ops.jeancore.sample_along_rays(x["rays_o"], x["rays_d"], x["near"], x["far"],
-                                                    s, x["jitter"])
-
-    def fast_pdf(x, s, u):
-        return torch.ops.jeancore.sample_pdf(x["bins"], x["weights"], u)
-
-    rows = []
+    rows, pending = [], []
     for n in args.rays:
         for s in args.samples:
             x = make_inputs(n, s, device)
             x["bins"] = torch.cat([x["t"], x["t"][:, -1:] + 0.01], dim=1)
             x["weights"] = ref.composite_reference(x["sigma"], x["rgb"], x["t"], x["rays_d"], x["bg"])[3]
-            u = torch.linspace(0, 1, s, device=device)
-            cases = {
-                "composite fwd": (lambda: composite_step(ops.composite, x, False),
-                                  lambda: composite_step(ref.composite_reference, x, False)),
-                "composite fwd+bwd": (lambda: composite_step(ops.composite, x, True),
-                                      lambda: composite_step(ref.composite_reference, x, True)),
-                "sample_along_rays": (lambda: fast_sample(x, s),
-                                      lambda: ref.sample_along_rays_reference(
-                                          x["rays_o"], x["rays_d"], x["near"], x["far"], s,
-                                          x["jitter"])),
-                "sample_pdf": (lambda: fast_pdf(x, s, u),
-                               lambda: ref.sample_pdf_reference(x["bins"], x["weights"], u)),
-            }
-            for name, (fast, slow) in cases.items():
+            for name, (fast, slow) in make_cases(x, s).items():
                 t_fast, _, _ = median_time(fast, args.repeats, sync=sync)
                 t_ref, _, _ = median_time(slow, args.repeats, sync=sync)
-                m_fast, m_ref = peak_bytes(fast), peak_bytes(slow)
-                row = dict(op=name, rays=n, samples=s, fast_ms=t_fast * 1e3, ref_ms=t_ref * 1e3,
-                           speedup=t_ref / t_fast, fast_peak_mb=None if m_fast is None else m_fast / 2**20,
-                           ref_peak_mb=None if m_ref is None else m_ref / 2**20)
-                if m_fast and m_ref:
-                    row["memory_ratio"] = m_ref / m_fast
-                rows.append(row)
+                rows.append(dict(op=name, rays=n, samples=s, fast_ms=t_fast * 1e3,
+                                 ref_ms=t_ref * 1e3, speedup=t_ref / t_fast))
+                pending.append((rows[-1], fast, slow))
                 print(f"{name:18s} {n:5d}x{s:<4d} fast {t_fast * 1e3:8.2f} ms  ref {t_ref * 1e3:8.2f} ms"
                       f"  x{t_ref / t_fast:5.1f}", file=sys.stderr)
+    # Peak memory after all timings (the CPU probe pins glibc's mmap threshold for the process).
+    cpu_mem = None if cuda else CpuPeakMemory()
+    for row, fast, slow in pending:
+        m_fast, m_ref = peak_bytes(fast), peak_bytes(slow)
+        row["fast_peak_mb"] = None if m_fast is None else m_fast / 2**20
+        row["ref_peak_mb"] = None if m_ref is None else m_ref / 2**20
+        if m_fast and m_ref:
+            row["memory_ratio"] = m_ref / m_fast
 
     info = machine_info()
     info.update(device=str(device), repeats=args.repeats,

@@ -9,6 +9,7 @@
 namespace jeancore {
 
 namespace {
+constexpr int kCpuChunk = 64;  // samples per exp batch, see composite.h
 // Rays per parallel_for task: enough work per task to amortise scheduling.
 int64_t grain_for(int64_t S) { return std::max<int64_t>(1, 4096 / std::max<int64_t>(S, 1)); }
 }  // namespace
@@ -34,7 +35,7 @@ CompositeOut composite_forward_cpu(const at::Tensor& sigma, const at::Tensor& rg
     scalar_t* ow = weights.data_ptr<scalar_t>();
     at::parallel_for(0, N, grain_for(S), [&](int64_t begin, int64_t end) {
       for (int64_t r = begin; r < end; ++r) {
-        composite_ray_forward<scalar_t>(S, s + r * S, c + r * S * 3, tt + r * S, d + r * 3,
+        composite_ray_forward<scalar_t, kCpuChunk>(S, s + r * S, c + r * S * 3, tt + r * S, d + r * 3,
                                         bg + r * 3, last_sample_is_background, oc + r * 3,
                                         od + r, oa + r, ow + r * S);
       }
@@ -74,7 +75,7 @@ CompositeGrads composite_backward_cpu(
     scalar_t* gb = g_bg.data_ptr<scalar_t>();
     at::parallel_for(0, N, grain_for(S), [&](int64_t begin, int64_t end) {
       for (int64_t r = begin; r < end; ++r) {
-        composite_ray_backward<scalar_t>(
+        composite_ray_backward<scalar_t, kCpuChunk>(
             S, s + r * S, c + r * S * 3, tt + r * S, d + r * 3, bg + r * 3,
             last_sample_is_background, oc + r * 3, od[r], oa[r], gc + r * 3, gd[r], ga[r],
             gw ? gw + r * S : nullptr, gs + r * S, gr + r * S * 3, gb + r * 3);

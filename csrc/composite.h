@@ -22,12 +22,47 @@
 #include "common.h"
 
 #include <cmath>
+#include <cstdint>
+#include <cstring>
 #include <optional>
 #include <tuple>
 
 namespace jeancore {
 
-JC_HD float jc_exp(float x) { return expf(x); }
+// exp(x) for float32 on the CPU, for x <= 0 (the only use here: transmittance factors), written
+// without calls or branches so that loops over it auto-vectorise. Cody-Waite range reduction
+// x = k ln2 + r with |r| <= ln2 / 2, degree-7 Taylor polynomial (truncation < 1e-8 relative,
+// about 1 ulp overall); exactly 0 below -87.3 (where expf underflows); NaN propagates.
+inline float cpu_expf(float x) {
+  float v = x * 1.44269504088896341f;
+  v = v < -126.0f ? -126.0f : v;           // results below 2^-126 are set to 0 at the end
+  const float shifted = v + 12582912.0f;   // 1.5 * 2^23: round(v) lands in the low mantissa bits
+  uint32_t shifted_bits;
+  std::memcpy(&shifted_bits, &shifted, sizeof(float));
+  const float k = shifted - 12582912.0f;
+  const float r = (x - k * 0.693145751953125f) - k * 1.428606765330187e-06f;
+  float p = 1.0f / 5040.0f;
+  p = p * r + 1.0f / 720.0f;
+  p = p * r + 1.0f / 120.0f;
+  p = p * r + 1.0f / 24.0f;
+  p = p * r + 1.0f / 6.0f;
+  p = p * r + 0.5f;
+  p = p * r + 1.0f;
+  p = p * r + 1.0f;
+  const uint32_t scale_bits = (shifted_bits - 0x4B400000u + 127u) << 23;  // 2^k
+  float scale;
+  std::memcpy(&scale, &scale_bits, sizeof(float));
+  const float y = p * scale;
+  return x < -87.33654f ? 0.0f : y;
+}
+
+JC_HD float jc_exp(float x) {
+#if defined(__CUDA_ARCH__)
+  return expf(x);
+#else
+  return cpu_expf(x);
+#endif
+}
 JC_HD double jc_exp(double x) { return exp(x); }
 JC_HD float jc_sqrt(float x) { return sqrtf(x); }
 JC_HD double jc_sqrt(double x) { return sqrt(x); }
@@ -37,46 +72,69 @@ JC_HD scalar_t ray_norm(const scalar_t* d) {
   return jc_sqrt(d[0] * d[0] + d[1] * d[1] + d[2] * d[2]);
 }
 
-// Optical depth x_i = relu(sigma_i) * delta_i of sample i (not the background sample).
+// For samples base .. base + len - 1 of a ray (never its background sample): the interval
+// delta_i and the transmittance factor e_i = exp(-relu(sigma_i) delta_i). The loop over samples
+// that have a successor has no branches or calls (it vectorises on the CPU); the ray's last
+// sample, with NeRF's 1e10 interval, is done after it. ReLU is written so that NaN propagates.
 template <typename scalar_t>
-JC_HD scalar_t optical_depth(const scalar_t* sigma, const scalar_t* t, int64_t i, int64_t S,
-                             scalar_t dnorm, scalar_t* delta_out) {
-  scalar_t dt = i + 1 < S ? t[i + 1] - t[i] : scalar_t(kLastDelta);
-  scalar_t delta = (dt > scalar_t(0) ? dt : scalar_t(0)) * dnorm;
-  *delta_out = delta;
-  // ReLU written so that NaN propagates (as torch.relu) instead of turning into 0.
-  scalar_t s = sigma[i] < scalar_t(0) ? scalar_t(0) : sigma[i];
-  return s * delta;
+JC_HD void transmittance_factors(int64_t base, int64_t len, int64_t S, const scalar_t* sigma,
+                                 const scalar_t* t, scalar_t dnorm, scalar_t* e,
+                                 scalar_t* delta) {
+  const int64_t inner = base + len < S ? len : len - 1;
+  for (int64_t k = 0; k < inner; ++k) {
+    const int64_t i = base + k;
+    const scalar_t dt = t[i + 1] - t[i];
+    const scalar_t dl = (dt > scalar_t(0) ? dt : scalar_t(0)) * dnorm;
+    const scalar_t s = sigma[i] < scalar_t(0) ? scalar_t(0) : sigma[i];
+    delta[k] = dl;
+    e[k] = jc_exp(-(s * dl));
+  }
+  if (inner < len) {
+    const int64_t i = base + inner;
+    const scalar_t dl = scalar_t(kLastDelta) * dnorm;
+    const scalar_t s = sigma[i] < scalar_t(0) ? scalar_t(0) : sigma[i];
+    delta[inner] = dl;
+    e[inner] = jc_exp(-(s * dl));
+  }
 }
 
-template <typename scalar_t>
+// The per-ray walks process samples in chunks of kChunk: first the transmittance factors
+// e_i = exp(-x_i) of the chunk (a loop of exp calls), then the accumulation in a loop without
+// calls. On the CPU, exp is a library call and every vector register is caller-saved, so one
+// loop would spill all running sums around each call (measured: ~3x slower); CPU code uses
+// kChunk = 64. On the GPU exp is inline and kChunk = 1 (no local array).
+template <typename scalar_t, int kChunk>
 JC_HD void composite_ray_forward(int64_t S, const scalar_t* sigma, const scalar_t* rgb,
                                  const scalar_t* t, const scalar_t* d, const scalar_t* bg,
                                  bool last_bg, scalar_t* color, scalar_t* depth,
                                  scalar_t* opacity, scalar_t* weights) {
   const scalar_t dnorm = ray_norm(d);
+  const int64_t S_fg = last_bg ? S - 1 : S;  // samples with the network's density and colour
   scalar_t T = 1, c0 = 0, c1 = 0, c2 = 0, D = 0, A = 0;
-  for (int64_t i = 0; i < S; ++i) {
-    scalar_t w;
-    const scalar_t* c;
-    if (last_bg && i == S - 1) {
-      w = T;  // opaque background sample
-      c = bg;
-    } else {
-      scalar_t delta;
-      const scalar_t e = jc_exp(-optical_depth(sigma, t, i, S, dnorm, &delta));
-      w = T * (scalar_t(1) - e);
-      T *= e;
+  scalar_t e[kChunk], delta[kChunk];
+  for (int64_t base = 0; base < S_fg; base += kChunk) {
+    const int64_t len = S_fg - base < kChunk ? S_fg - base : kChunk;
+    transmittance_factors(base, len, S, sigma, t, dnorm, e, delta);
+    for (int64_t k = 0; k < len; ++k) {
+      const int64_t i = base + k;
+      const scalar_t w = T * (scalar_t(1) - e[k]);
+      T *= e[k];
       A += w;
-      c = rgb + 3 * i;
+      const scalar_t* c = rgb + 3 * i;
+      c0 += w * c[0];
+      c1 += w * c[1];
+      c2 += w * c[2];
+      D += w * t[i];
+      weights[i] = w;
     }
-    c0 += w * c[0];
-    c1 += w * c[1];
-    c2 += w * c[2];
-    D += w * t[i];
-    weights[i] = w;
   }
-  if (!last_bg) {
+  if (last_bg) {  // opaque background sample: all remaining transmittance
+    c0 += T * bg[0];
+    c1 += T * bg[1];
+    c2 += T * bg[2];
+    D += T * t[S - 1];
+    weights[S - 1] = T;
+  } else {
     c0 += (scalar_t(1) - A) * bg[0];
     c1 += (scalar_t(1) - A) * bg[1];
     c2 += (scalar_t(1) - A) * bg[2];
@@ -89,7 +147,7 @@ JC_HD void composite_ray_forward(int64_t S, const scalar_t* sigma, const scalar_
 }
 
 // gw may be nullptr (the weights output received no gradient).
-template <typename scalar_t>
+template <typename scalar_t, int kChunk>
 JC_HD void composite_ray_backward(int64_t S, const scalar_t* sigma, const scalar_t* rgb,
                                   const scalar_t* t, const scalar_t* d, const scalar_t* bg,
                                   bool last_bg, const scalar_t* color, scalar_t depth,
@@ -97,10 +155,12 @@ JC_HD void composite_ray_backward(int64_t S, const scalar_t* sigma, const scalar
                                   const scalar_t* gw, scalar_t* g_sigma, scalar_t* g_rgb,
                                   scalar_t* g_bg) {
   const scalar_t dnorm = ray_norm(d);
+  const int64_t S_fg = last_bg ? S - 1 : S;
   const scalar_t gC_bg = gC[0] * bg[0] + gC[1] * bg[1] + gC[2] * bg[2];
   // dL/dw_i of a foreground sample, apart from its colour, depth and weight-gradient terms:
   // opacity's gradient, and in the additive-background mode the -(background) part of colour.
   const scalar_t gA_fg = last_bg ? gA : gA - gC_bg;
+  scalar_t e[kChunk], delta[kChunk];
 
   // total = sum_i G_i w_i
   scalar_t total;
@@ -110,50 +170,54 @@ JC_HD void composite_ray_backward(int64_t S, const scalar_t* sigma, const scalar
   } else {
     total = 0;
     scalar_t T = 1;
-    for (int64_t i = 0; i < S; ++i) {
-      if (last_bg && i == S - 1) {
-        total += (gC_bg + gD * t[i] + gw[i]) * T;
-        break;
+    for (int64_t base = 0; base < S_fg; base += kChunk) {
+      const int64_t len = S_fg - base < kChunk ? S_fg - base : kChunk;
+      transmittance_factors(base, len, S, sigma, t, dnorm, e, delta);
+      for (int64_t k = 0; k < len; ++k) {
+        const int64_t i = base + k;
+        const scalar_t w = T * (scalar_t(1) - e[k]);
+        T *= e[k];
+        const scalar_t* c = rgb + 3 * i;
+        total += (gC[0] * c[0] + gC[1] * c[1] + gC[2] * c[2] + gD * t[i] + gA_fg + gw[i]) * w;
       }
-      scalar_t delta;
-      const scalar_t e = jc_exp(-optical_depth(sigma, t, i, S, dnorm, &delta));
-      const scalar_t w = T * (scalar_t(1) - e);
-      T *= e;
-      const scalar_t* c = rgb + 3 * i;
-      total += (gC[0] * c[0] + gC[1] * c[1] + gC[2] * c[2] + gD * t[i] + gA_fg + gw[i]) * w;
     }
+    if (last_bg) total += (gC_bg + gD * t[S - 1] + gw[S - 1]) * T;
   }
 
   scalar_t T = 1, prefix = 0;
-  for (int64_t i = 0; i < S; ++i) {
-    scalar_t* gr = g_rgb + 3 * i;
-    if (last_bg && i == S - 1) {
-      g_sigma[i] = 0;  // the background sample is opaque whatever its density
-      gr[0] = gr[1] = gr[2] = 0;
-      g_bg[0] = gC[0] * T;
-      g_bg[1] = gC[1] * T;
-      g_bg[2] = gC[2] * T;
-      return;
+  for (int64_t base = 0; base < S_fg; base += kChunk) {
+    const int64_t len = S_fg - base < kChunk ? S_fg - base : kChunk;
+    transmittance_factors(base, len, S, sigma, t, dnorm, e, delta);
+    for (int64_t k = 0; k < len; ++k) {
+      const int64_t i = base + k;
+      const scalar_t w = T * (scalar_t(1) - e[k]);
+      const scalar_t T_next = T * e[k];
+      const scalar_t* c = rgb + 3 * i;
+      const scalar_t G = gC[0] * c[0] + gC[1] * c[1] + gC[2] * c[2] + gD * t[i] + gA_fg +
+                         (gw != nullptr ? gw[i] : scalar_t(0));
+      prefix += G * w;
+      const scalar_t suffix = i == S - 1 ? scalar_t(0) : total - prefix;
+      g_sigma[i] = sigma[i] <= scalar_t(0) ? scalar_t(0) : delta[k] * (G * T_next - suffix);
+      scalar_t* gr = g_rgb + 3 * i;
+      gr[0] = gC[0] * w;
+      gr[1] = gC[1] * w;
+      gr[2] = gC[2] * w;
+      T = T_next;
     }
-    scalar_t delta;
-    const scalar_t e = jc_exp(-optical_depth(sigma, t, i, S, dnorm, &delta));
-    const scalar_t w = T * (scalar_t(1) - e);
-    const scalar_t T_next = T * e;
-    const scalar_t* c = rgb + 3 * i;
-    const scalar_t G = gC[0] * c[0] + gC[1] * c[1] + gC[2] * c[2] + gD * t[i] + gA_fg +
-                       (gw != nullptr ? gw[i] : scalar_t(0));
-    prefix += G * w;
-    const scalar_t suffix = i == S - 1 ? scalar_t(0) : total - prefix;
-    g_sigma[i] = sigma[i] <= scalar_t(0) ? scalar_t(0) : delta * (G * T_next - suffix);
-    gr[0] = gC[0] * w;
-    gr[1] = gC[1] * w;
-    gr[2] = gC[2] * w;
-    T = T_next;
   }
-  // Additive background: color = ... + (1 - opacity) * background.
-  g_bg[0] = gC[0] * (scalar_t(1) - opacity);
-  g_bg[1] = gC[1] * (scalar_t(1) - opacity);
-  g_bg[2] = gC[2] * (scalar_t(1) - opacity);
+  if (last_bg) {
+    // The background sample is opaque whatever its density and its colour is the background.
+    g_sigma[S - 1] = 0;
+    scalar_t* gr = g_rgb + 3 * (S - 1);
+    gr[0] = gr[1] = gr[2] = 0;
+    g_bg[0] = gC[0] * T;
+    g_bg[1] = gC[1] * T;
+    g_bg[2] = gC[2] * T;
+  } else {  // color = ... + (1 - opacity) * background
+    g_bg[0] = gC[0] * (scalar_t(1) - opacity);
+    g_bg[1] = gC[1] * (scalar_t(1) - opacity);
+    g_bg[2] = gC[2] * (scalar_t(1) - opacity);
+  }
 }
 
 // ---- validation shared by the CPU and CUDA entry points --------------------------------------

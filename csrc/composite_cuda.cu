@@ -23,7 +23,7 @@ __global__ void composite_forward_kernel(int64_t N, int64_t S, const scalar_t* _
                                          scalar_t* oc, scalar_t* od, scalar_t* oa, scalar_t* ow) {
   const int64_t r = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   if (r >= N) return;
-  composite_ray_forward<scalar_t>(S, s + r * S, c + r * S * 3, tt + r * S, d + r * 3, bg + r * 3,
+  composite_ray_forward<scalar_t, 1>(S, s + r * S, c + r * S * 3, tt + r * S, d + r * 3, bg + r * 3,
                                   last_bg, oc + r * 3, od + r, oa + r, ow + r * S);
 }
 
@@ -38,7 +38,7 @@ __global__ void composite_backward_kernel(
     scalar_t* gb) {
   const int64_t r = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   if (r >= N) return;
-  composite_ray_backward<scalar_t>(S, s + r * S, c + r * S * 3, tt + r * S, d + r * 3, bg + r * 3,
+  composite_ray_backward<scalar_t, 1>(S, s + r * S, c + r * S * 3, tt + r * S, d + r * 3, bg + r * 3,
                                    last_bg, oc + r * 3, od[r], oa[r], gc + r * 3, gd[r], ga[r],
                                    gw ? gw + r * S : nullptr, gs + r * S, gr + r * S * 3,
                                    gb + r * 3);
