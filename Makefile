@@ -26,7 +26,7 @@ $(VENV)/.ready: pyproject.toml
 	@test -x $(VPY) || $(PYTHON) -m venv --system-site-packages $(VENV)
 	@$(VPY) -c "import torch" 2>/dev/null && echo "jeancore: using installed torch $$($(VPY) -c 'import torch; print(torch.__version__)')" \
 	  || $(VPIP) install -q "$(TORCH_SPEC)"
-	$(VPIP) install -q $(BUILD_TOOLS) pytest "dtw-python>=1.5" "librosa>=0.10" "soundfile>=0.12" "tslearn>=0.6"
+	$(VPIP) install -q $(BUILD_TOOLS) pytest "dtw-python>=1.5" "librosa>=0.10" "soundfile>=0.12" "tslearn>=0.6" "pillow>=9"
 	@touch $@
 
 install: $(VENV)/.ready
