@@ -3,8 +3,6 @@
 
 #include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
-#include <ATen/ops/empty.h>
-#include <ATen/ops/empty_like.h>
 
 namespace jeancore {
 
@@ -17,12 +15,10 @@ int64_t grain_for(int64_t S) { return std::max<int64_t>(1, 4096 / std::max<int64
 CompositeOut composite_forward_cpu(const at::Tensor& sigma, const at::Tensor& rgb,
                                    const at::Tensor& t, const at::Tensor& rays_d,
                                    const at::Tensor& background, bool last_sample_is_background) {
-  check_composite_inputs(sigma, rgb, t, rays_d, background);
+  CompositeOut out = composite_forward_prepare(sigma, rgb, t, rays_d, background);
+  const at::Tensor &color = std::get<0>(out), &depth = std::get<1>(out),
+                   &opacity = std::get<2>(out), &weights = std::get<3>(out);
   const int64_t N = sigma.size(0), S = sigma.size(1);
-  auto color = at::empty({N, 3}, sigma.options());
-  auto depth = at::empty({N}, sigma.options());
-  auto opacity = at::empty({N}, sigma.options());
-  auto weights = at::empty({N, S}, sigma.options());
   AT_DISPATCH_FLOATING_TYPES(sigma.scalar_type(), "composite_forward_cpu", [&] {
     const scalar_t* s = sigma.data_ptr<scalar_t>();
     const scalar_t* c = rgb.data_ptr<scalar_t>();
@@ -41,7 +37,7 @@ CompositeOut composite_forward_cpu(const at::Tensor& sigma, const at::Tensor& rg
       }
     });
   });
-  return {color, depth, opacity, weights};
+  return out;
 }
 
 CompositeGrads composite_backward_cpu(
@@ -50,13 +46,12 @@ CompositeGrads composite_backward_cpu(
     const at::Tensor& t, const at::Tensor& rays_d, const at::Tensor& background,
     const at::Tensor& color, const at::Tensor& depth, const at::Tensor& opacity,
     bool last_sample_is_background) {
-  check_composite_inputs(sigma, rgb, t, rays_d, background);
-  check_composite_grads(sigma, grad_color, grad_depth, grad_opacity, grad_weights, color, depth,
-                        opacity);
+  CompositeGrads grads =
+      composite_backward_prepare(grad_color, grad_depth, grad_opacity, grad_weights, sigma, rgb,
+                                 t, rays_d, background, color, depth, opacity);
+  const at::Tensor &g_sigma = std::get<0>(grads), &g_rgb = std::get<1>(grads),
+                   &g_bg = std::get<2>(grads);
   const int64_t N = sigma.size(0), S = sigma.size(1);
-  auto g_sigma = at::empty_like(sigma);
-  auto g_rgb = at::empty_like(rgb);
-  auto g_bg = at::empty_like(background);
   AT_DISPATCH_FLOATING_TYPES(sigma.scalar_type(), "composite_backward_cpu", [&] {
     const scalar_t* s = sigma.data_ptr<scalar_t>();
     const scalar_t* c = rgb.data_ptr<scalar_t>();
@@ -82,7 +77,7 @@ CompositeGrads composite_backward_cpu(
       }
     });
   });
-  return {g_sigma, g_rgb, g_bg};
+  return grads;
 }
 
 }  // namespace jeancore

@@ -21,6 +21,9 @@
 
 #include "common.h"
 
+#include <ATen/ops/empty.h>
+#include <ATen/ops/empty_like.h>
+
 #include <cmath>
 #include <cstdint>
 #include <cstring>
@@ -286,6 +289,29 @@ inline void check_composite_grads(const at::Tensor& sigma, const at::Tensor& gra
     check_float(*grad_weights, "grad_weights", 2, sigma);
     check_sizes(*grad_weights, "grad_weights", {N, S}, "[N, S]");
   }
+}
+
+// Validates the forward's inputs and allocates (color [N,3], depth [N], opacity [N],
+// weights [N,S]) on their device; shared by the CPU and CUDA entry points.
+inline CompositeOut composite_forward_prepare(const at::Tensor& sigma, const at::Tensor& rgb,
+                                              const at::Tensor& t, const at::Tensor& rays_d,
+                                              const at::Tensor& background) {
+  check_composite_inputs(sigma, rgb, t, rays_d, background);
+  const int64_t N = sigma.size(0), S = sigma.size(1);
+  return {at::empty({N, 3}, sigma.options()), at::empty({N}, sigma.options()),
+          at::empty({N}, sigma.options()), at::empty({N, S}, sigma.options())};
+}
+
+// Validates the backward's inputs and allocates (grad_sigma, grad_rgb, grad_background).
+inline CompositeGrads composite_backward_prepare(
+    const at::Tensor& grad_color, const at::Tensor& grad_depth, const at::Tensor& grad_opacity,
+    const std::optional<at::Tensor>& grad_weights, const at::Tensor& sigma, const at::Tensor& rgb,
+    const at::Tensor& t, const at::Tensor& rays_d, const at::Tensor& background,
+    const at::Tensor& color, const at::Tensor& depth, const at::Tensor& opacity) {
+  check_composite_inputs(sigma, rgb, t, rays_d, background);
+  check_composite_grads(sigma, grad_color, grad_depth, grad_opacity, grad_weights, color, depth,
+                        opacity);
+  return {at::empty_like(sigma), at::empty_like(rgb), at::empty_like(background)};
 }
 
 }  // namespace jeancore

@@ -3,8 +3,6 @@
 #include "composite.h"
 
 #include <ATen/Dispatch.h>
-#include <ATen/ops/empty.h>
-#include <ATen/ops/empty_like.h>
 #include <c10/cuda/CUDAException.h>
 #include <c10/cuda/CUDAGuard.h>
 #include <c10/cuda/CUDAStream.h>
@@ -50,14 +48,12 @@ unsigned int blocks_for(int64_t N) { return static_cast<unsigned int>((N + kThre
 CompositeOut composite_forward_cuda(const at::Tensor& sigma, const at::Tensor& rgb,
                                     const at::Tensor& t, const at::Tensor& rays_d,
                                     const at::Tensor& background, bool last_sample_is_background) {
-  check_composite_inputs(sigma, rgb, t, rays_d, background);
   const c10::cuda::CUDAGuard guard(sigma.device());
+  CompositeOut out = composite_forward_prepare(sigma, rgb, t, rays_d, background);
+  const at::Tensor &color = std::get<0>(out), &depth = std::get<1>(out),
+                   &opacity = std::get<2>(out), &weights = std::get<3>(out);
   const int64_t N = sigma.size(0), S = sigma.size(1);
-  auto color = at::empty({N, 3}, sigma.options());
-  auto depth = at::empty({N}, sigma.options());
-  auto opacity = at::empty({N}, sigma.options());
-  auto weights = at::empty({N, S}, sigma.options());
-  if (N == 0) return {color, depth, opacity, weights};
+  if (N == 0) return out;
   auto stream = c10::cuda::getCurrentCUDAStream();
   AT_DISPATCH_FLOATING_TYPES(sigma.scalar_type(), "composite_forward_cuda", [&] {
     composite_forward_kernel<scalar_t><<<blocks_for(N), kThreads, 0, stream>>>(
@@ -67,7 +63,7 @@ CompositeOut composite_forward_cuda(const at::Tensor& sigma, const at::Tensor& r
         weights.data_ptr<scalar_t>());
     C10_CUDA_KERNEL_LAUNCH_CHECK();
   });
-  return {color, depth, opacity, weights};
+  return out;
 }
 
 CompositeGrads composite_backward_cuda(
@@ -76,15 +72,14 @@ CompositeGrads composite_backward_cuda(
     const at::Tensor& t, const at::Tensor& rays_d, const at::Tensor& background,
     const at::Tensor& color, const at::Tensor& depth, const at::Tensor& opacity,
     bool last_sample_is_background) {
-  check_composite_inputs(sigma, rgb, t, rays_d, background);
-  check_composite_grads(sigma, grad_color, grad_depth, grad_opacity, grad_weights, color, depth,
-                        opacity);
   const c10::cuda::CUDAGuard guard(sigma.device());
+  CompositeGrads grads =
+      composite_backward_prepare(grad_color, grad_depth, grad_opacity, grad_weights, sigma, rgb,
+                                 t, rays_d, background, color, depth, opacity);
+  const at::Tensor &g_sigma = std::get<0>(grads), &g_rgb = std::get<1>(grads),
+                   &g_bg = std::get<2>(grads);
   const int64_t N = sigma.size(0), S = sigma.size(1);
-  auto g_sigma = at::empty_like(sigma);
-  auto g_rgb = at::empty_like(rgb);
-  auto g_bg = at::empty_like(background);
-  if (N == 0) return {g_sigma, g_rgb, g_bg};
+  if (N == 0) return grads;
   auto stream = c10::cuda::getCurrentCUDAStream();
   AT_DISPATCH_FLOATING_TYPES(sigma.scalar_type(), "composite_backward_cuda", [&] {
     composite_backward_kernel<scalar_t><<<blocks_for(N), kThreads, 0, stream>>>(
@@ -97,7 +92,7 @@ CompositeGrads composite_backward_cuda(
         g_sigma.data_ptr<scalar_t>(), g_rgb.data_ptr<scalar_t>(), g_bg.data_ptr<scalar_t>());
     C10_CUDA_KERNEL_LAUNCH_CHECK();
   });
-  return {g_sigma, g_rgb, g_bg};
+  return grads;
 }
 
 }  // namespace jeancore

@@ -67,9 +67,9 @@ DtwOut dtw_cpu(const at::Tensor& cost, const at::Tensor& offsets, const at::Tens
   const DtwPairs pairs{offsets.data_ptr<int64_t>(), row_stride.data_ptr<int64_t>(),
                        x_lengths.data_ptr<int64_t>(), y_lengths.data_ptr<int64_t>()};
   check_dtw_pairs(pairs, B, cost.numel(), P);
-  auto distance = at::empty({B}, cost.options().dtype(at::kDouble));
-  auto path = at::full({B, P, 2}, -1, cost.options().dtype(at::kLong));
-  auto path_length = at::empty({B}, cost.options().dtype(at::kLong));
+  DtwOut out = dtw_outputs(cost, B, P);
+  const at::Tensor &distance = std::get<0>(out), &path = std::get<1>(out),
+                   &path_length = std::get<2>(out);
   const double w_diag = step_pattern == kSymmetric2 ? 2.0 : 1.0;
   AT_DISPATCH_FLOATING_TYPES(cost.scalar_type(), "dtw_cpu", [&] {
     const scalar_t* c = cost.data_ptr<scalar_t>();
@@ -88,7 +88,7 @@ DtwOut dtw_cpu(const at::Tensor& cost, const at::Tensor& offsets, const at::Tens
       }
     });
   });
-  return {distance, path, path_length};
+  return out;
 }
 
 }  // namespace jeancore

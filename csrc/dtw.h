@@ -12,6 +12,9 @@
 
 #include "common.h"
 
+#include <ATen/ops/empty.h>
+#include <ATen/ops/full.h>
+
 #include <cstdint>
 #include <limits>
 #include <tuple>
@@ -128,6 +131,13 @@ inline std::pair<int64_t, int64_t> check_dtw_pairs(const DtwPairs& p, int64_t B,
 // Returns (distance [B] float64, path [B, max_path_length, 2] int64 padded with -1,
 // path_length [B] int64). distance is +inf and path_length 0 for a pair with no admissible path.
 using DtwOut = std::tuple<at::Tensor, at::Tensor, at::Tensor>;
+
+// Allocates (distance [B] float64, path [B, P, 2] int64 filled with -1, path_length [B] int64).
+inline DtwOut dtw_outputs(const at::Tensor& cost, int64_t B, int64_t max_path_length) {
+  return {at::empty({B}, cost.options().dtype(at::kDouble)),
+          at::full({B, max_path_length, 2}, -1, cost.options().dtype(at::kLong)),
+          at::empty({B}, cost.options().dtype(at::kLong))};
+}
 DtwOut dtw_cpu(const at::Tensor& cost, const at::Tensor& offsets, const at::Tensor& row_stride,
                const at::Tensor& x_lengths, const at::Tensor& y_lengths, int64_t step_pattern,
                int64_t window, int64_t max_path_length);

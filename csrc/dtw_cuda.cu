@@ -86,10 +86,10 @@ DtwOut dtw_cuda(const at::Tensor& cost, const at::Tensor& offsets, const at::Ten
       DtwPairs{off_h.data_ptr<int64_t>(), st_h.data_ptr<int64_t>(), xl_h.data_ptr<int64_t>(),
                yl_h.data_ptr<int64_t>()},
       B, cost.numel(), P);
-  auto distance = at::empty({B}, cost.options().dtype(at::kDouble));
-  auto path = at::full({B, P, 2}, -1, cost.options().dtype(at::kLong));
-  auto path_length = at::empty({B}, cost.options().dtype(at::kLong));
-  if (B == 0) return {distance, path, path_length};
+  DtwOut out = dtw_outputs(cost, B, P);
+  const at::Tensor &distance = std::get<0>(out), &path = std::get<1>(out),
+                   &path_length = std::get<2>(out);
+  if (B == 0) return out;
   auto dir = at::empty({B, N, M}, cost.options().dtype(at::kByte));
   const int64_t shared_bytes = 3 * N * static_cast<int64_t>(sizeof(double));
   const bool use_shared = shared_bytes <= kMaxSharedBytes;
@@ -108,7 +108,7 @@ DtwOut dtw_cuda(const at::Tensor& cost, const at::Tensor& offsets, const at::Ten
         P);
     C10_CUDA_KERNEL_LAUNCH_CHECK();
   });
-  return {distance, path, path_length};
+  return out;
 }
 
 }  // namespace jeancore
