@@ -761,3 +761,11 @@ def test_cuda_align_and_device_errors():
     assert torch.equal(xa.cpu(), x[path.cpu()[:, 0]]) and torch.equal(ya.cpu(), y[path.cpu()[:, 1]])
     with pytest.raises((ValueError, TypeError, RuntimeError), match="(?i)device"):
         dtw(x.cuda(), y)
+
+
+def test_non_finite_features_raise_clear_error():
+    x = torch.randn(12, 4, dtype=torch.float64)
+    y = torch.randn(9, 4, dtype=torch.float64)
+    x[5, 2] = float("nan")
+    with pytest.raises(ValueError, match="NaN or infinity"):
+        dtw(x, y)

@@ -266,3 +266,15 @@ def test_cuda_sampling_matches_cpu(dtype):
     out_c = torch.ops.jeancore.sample_pdf(bins, w, u)
     out_g = torch.ops.jeancore.sample_pdf(bins.cuda(), w.cuda(), u.cuda())
     torch.testing.assert_close(out_g.cpu(), out_c, **tol)
+
+
+def test_nan_propagates_in_sampling():
+    o, d, near, far = random_rays(4, seed=12)
+    near = near.clone()
+    near[1] = float("nan")
+    t, pts = ops.sample_along_rays(o, d, near, far, 8)
+    assert torch.isnan(t[1]).all() and torch.isfinite(t[[0, 2, 3]]).all()
+    bins, w = random_pdf(4, 6, seed=13)
+    w[2, 3] = float("nan")
+    out = ops.sample_pdf(bins, w, 8)
+    assert torch.isnan(out[2]).all() and torch.isfinite(out[[0, 1, 3]]).all()

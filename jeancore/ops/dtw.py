@@ -124,8 +124,8 @@ def dtw(x, y, *, metric: str = "euclidean", step_pattern: str = "symmetric2", wi
     Raises:
         TypeError: non-tensor inputs, dtype not float32/float64.
         ValueError: shapes (ndim, batch, feature width), empty sequences, lengths out of range,
-            unknown metric / step pattern, a negative window, or a window narrower than
-            |n - m| (no admissible path).
+            unknown metric / step pattern, a negative window, a window narrower than
+            |n - m| (no admissible path), or non-finite features that leave no finite path.
     """
     x = as_tensor("x", x)
     y = as_tensor("y", y)
@@ -174,6 +174,12 @@ def dtw(x, y, *, metric: str = "euclidean", step_pattern: str = "symmetric2", wi
         STEP_PATTERNS[step_pattern], -1 if window is None else int(window),
         int((xl + yl).max()) - 1)
     lengths = path_length.cpu()
+    if bool((lengths == 0).any()):
+        b = int((lengths == 0).nonzero()[0, 0])
+        raise ValueError(
+            f"pair {b} has no finite warping path: its features contain NaN or infinity "
+            "(every local cost involving a non-finite frame is NaN/inf). Clean or drop those "
+            "frames first")
     paths = [path[b, : int(lengths[b])] for b in range(batch)]
     if step_pattern == "symmetric2":
         norm = (xl + yl).to(torch.float64)

@@ -43,7 +43,8 @@ def sample_pdf(bins, weights, n_samples: int, *, stratified: bool = False,
         generator: torch.Generator on the inputs' device, for reproducible draws.
 
     Returns:
-        t [N, n_samples], ascending along each ray, inside [bins[:, 0], bins[:, -1]].
+        t [N, n_samples], ascending along each ray, inside [bins[:, 0], bins[:, -1]]. A ray
+        with NaN weights or bins gets NaN samples (propagated, not checked).
 
     Raises:
         TypeError: non-tensor inputs or dtype not float32/float64 (or mixed).

@@ -111,6 +111,7 @@ def sample_along_rays(rays_o, rays_d, near, far, n_samples: int, *, stratified: 
     Returns:
         (t [N, S], points [N, S, 3]) with points = rays_o + t * rays_d. Gradients flow from
         ``points`` to ``rays_o`` and ``rays_d``; none to near / far (t is not differentiable).
+        NaN in a ray's inputs propagates to that ray's outputs (not checked).
 
     Raises:
         TypeError: non-tensor inputs, or dtype not float32/float64 (or mixed dtypes).
