@@ -101,6 +101,25 @@ JC_HD void transmittance_factors(int64_t base, int64_t len, int64_t S, const sca
   }
 }
 
+// Walks the foreground samples 0 .. S_fg - 1 of a ray in order, in chunks of kChunk, calling
+// f(i, e_i, delta_i, T_i) with T_i the transmittance before sample i; returns the transmittance
+// after the last one. See the note on kChunk below.
+template <typename scalar_t, int kChunk, typename F>
+JC_HD scalar_t walk_ray(int64_t S_fg, int64_t S, const scalar_t* sigma, const scalar_t* t,
+                        scalar_t dnorm, F&& f) {
+  scalar_t e[kChunk], delta[kChunk];
+  scalar_t T = 1;
+  for (int64_t base = 0; base < S_fg; base += kChunk) {
+    const int64_t len = S_fg - base < kChunk ? S_fg - base : kChunk;
+    transmittance_factors(base, len, S, sigma, t, dnorm, e, delta);
+    for (int64_t k = 0; k < len; ++k) {
+      f(base + k, e[k], delta[k], T);
+      T *= e[k];
+    }
+  }
+  return T;
+}
+
 // The per-ray walks process samples in chunks of kChunk: first the transmittance factors
 // e_i = exp(-x_i) of the chunk (a loop of exp calls), then the accumulation in a loop without
 // calls. On the CPU, exp is a library call and every vector register is caller-saved, so one
@@ -113,24 +132,18 @@ JC_HD void composite_ray_forward(int64_t S, const scalar_t* sigma, const scalar_
                                  scalar_t* opacity, scalar_t* weights) {
   const scalar_t dnorm = ray_norm(d);
   const int64_t S_fg = last_bg ? S - 1 : S;  // samples with the network's density and colour
-  scalar_t T = 1, c0 = 0, c1 = 0, c2 = 0, D = 0, A = 0;
-  scalar_t e[kChunk], delta[kChunk];
-  for (int64_t base = 0; base < S_fg; base += kChunk) {
-    const int64_t len = S_fg - base < kChunk ? S_fg - base : kChunk;
-    transmittance_factors(base, len, S, sigma, t, dnorm, e, delta);
-    for (int64_t k = 0; k < len; ++k) {
-      const int64_t i = base + k;
-      const scalar_t w = T * (scalar_t(1) - e[k]);
-      T *= e[k];
-      A += w;
-      const scalar_t* c = rgb + 3 * i;
-      c0 += w * c[0];
-      c1 += w * c[1];
-      c2 += w * c[2];
-      D += w * t[i];
-      weights[i] = w;
-    }
-  }
+  scalar_t c0 = 0, c1 = 0, c2 = 0, D = 0, A = 0;
+  const scalar_t T = walk_ray<scalar_t, kChunk>(
+      S_fg, S, sigma, t, dnorm, [&](int64_t i, scalar_t e, scalar_t, scalar_t T_i) {
+        const scalar_t w = T_i * (scalar_t(1) - e);
+        A += w;
+        const scalar_t* c = rgb + 3 * i;
+        c0 += w * c[0];
+        c1 += w * c[1];
+        c2 += w * c[2];
+        D += w * t[i];
+        weights[i] = w;
+      });
   if (last_bg) {  // opaque background sample: all remaining transmittance
     c0 += T * bg[0];
     c1 += T * bg[1];
@@ -163,7 +176,6 @@ JC_HD void composite_ray_backward(int64_t S, const scalar_t* sigma, const scalar
   // dL/dw_i of a foreground sample, apart from its colour, depth and weight-gradient terms:
   // opacity's gradient, and in the additive-background mode the -(background) part of colour.
   const scalar_t gA_fg = last_bg ? gA : gA - gC_bg;
-  scalar_t e[kChunk], delta[kChunk];
 
   // total = sum_i G_i w_i
   scalar_t total;
@@ -172,42 +184,31 @@ JC_HD void composite_ray_backward(int64_t S, const scalar_t* sigma, const scalar
     if (!last_bg) total -= gC_bg;  // color included (1 - opacity) * background
   } else {
     total = 0;
-    scalar_t T = 1;
-    for (int64_t base = 0; base < S_fg; base += kChunk) {
-      const int64_t len = S_fg - base < kChunk ? S_fg - base : kChunk;
-      transmittance_factors(base, len, S, sigma, t, dnorm, e, delta);
-      for (int64_t k = 0; k < len; ++k) {
-        const int64_t i = base + k;
-        const scalar_t w = T * (scalar_t(1) - e[k]);
-        T *= e[k];
-        const scalar_t* c = rgb + 3 * i;
-        total += (gC[0] * c[0] + gC[1] * c[1] + gC[2] * c[2] + gD * t[i] + gA_fg + gw[i]) * w;
-      }
-    }
+    const scalar_t T = walk_ray<scalar_t, kChunk>(
+        S_fg, S, sigma, t, dnorm, [&](int64_t i, scalar_t e, scalar_t, scalar_t T_i) {
+          const scalar_t w = T_i * (scalar_t(1) - e);
+          const scalar_t* c = rgb + 3 * i;
+          total += (gC[0] * c[0] + gC[1] * c[1] + gC[2] * c[2] + gD * t[i] + gA_fg + gw[i]) * w;
+        });
     if (last_bg) total += (gC_bg + gD * t[S - 1] + gw[S - 1]) * T;
   }
 
-  scalar_t T = 1, prefix = 0;
-  for (int64_t base = 0; base < S_fg; base += kChunk) {
-    const int64_t len = S_fg - base < kChunk ? S_fg - base : kChunk;
-    transmittance_factors(base, len, S, sigma, t, dnorm, e, delta);
-    for (int64_t k = 0; k < len; ++k) {
-      const int64_t i = base + k;
-      const scalar_t w = T * (scalar_t(1) - e[k]);
-      const scalar_t T_next = T * e[k];
-      const scalar_t* c = rgb + 3 * i;
-      const scalar_t G = gC[0] * c[0] + gC[1] * c[1] + gC[2] * c[2] + gD * t[i] + gA_fg +
-                         (gw != nullptr ? gw[i] : scalar_t(0));
-      prefix += G * w;
-      const scalar_t suffix = i == S - 1 ? scalar_t(0) : total - prefix;
-      g_sigma[i] = sigma[i] <= scalar_t(0) ? scalar_t(0) : delta[k] * (G * T_next - suffix);
-      scalar_t* gr = g_rgb + 3 * i;
-      gr[0] = gC[0] * w;
-      gr[1] = gC[1] * w;
-      gr[2] = gC[2] * w;
-      T = T_next;
-    }
-  }
+  scalar_t prefix = 0;
+  const scalar_t T = walk_ray<scalar_t, kChunk>(
+      S_fg, S, sigma, t, dnorm, [&](int64_t i, scalar_t e, scalar_t delta, scalar_t T_i) {
+        const scalar_t w = T_i * (scalar_t(1) - e);
+        const scalar_t T_next = T_i * e;
+        const scalar_t* c = rgb + 3 * i;
+        const scalar_t G = gC[0] * c[0] + gC[1] * c[1] + gC[2] * c[2] + gD * t[i] + gA_fg +
+                           (gw != nullptr ? gw[i] : scalar_t(0));
+        prefix += G * w;
+        const scalar_t suffix = i == S - 1 ? scalar_t(0) : total - prefix;
+        g_sigma[i] = sigma[i] <= scalar_t(0) ? scalar_t(0) : delta * (G * T_next - suffix);
+        scalar_t* gr = g_rgb + 3 * i;
+        gr[0] = gC[0] * w;
+        gr[1] = gC[1] * w;
+        gr[2] = gC[2] * w;
+      });
   if (last_bg) {
     // The background sample is opaque whatever its density and its colour is the background.
     g_sigma[S - 1] = 0;
