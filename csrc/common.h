@@ -6,6 +6,7 @@
 #include <ATen/core/Tensor.h>
 #include <c10/util/Exception.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <initializer_list>
 #include <string>
@@ -20,6 +21,12 @@ namespace jeancore {
 
 // Largest delta used for the last sample of a ray (NeRF / AD-NeRF: 1e10).
 constexpr double kLastDelta = 1e10;
+
+// Rays per at::parallel_for task for per-ray work of `work_per_ray` samples: about 4096
+// samples per task, enough to amortise scheduling.
+inline int64_t rays_per_task(int64_t work_per_ray) {
+  return std::max<int64_t>(1, 4096 / std::max<int64_t>(work_per_ray, 1));
+}
 
 inline std::string shape_str(const at::Tensor& t) {
   std::string s = "[";

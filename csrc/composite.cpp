@@ -8,8 +8,6 @@ namespace jeancore {
 
 namespace {
 constexpr int kCpuChunk = 64;  // samples per exp batch, see composite.h
-// Rays per parallel_for task: enough work per task to amortise scheduling.
-int64_t grain_for(int64_t S) { return std::max<int64_t>(1, 4096 / std::max<int64_t>(S, 1)); }
 }  // namespace
 
 CompositeOut composite_forward_cpu(const at::Tensor& sigma, const at::Tensor& rgb,
@@ -29,11 +27,11 @@ CompositeOut composite_forward_cpu(const at::Tensor& sigma, const at::Tensor& rg
     scalar_t* od = depth.data_ptr<scalar_t>();
     scalar_t* oa = opacity.data_ptr<scalar_t>();
     scalar_t* ow = weights.data_ptr<scalar_t>();
-    at::parallel_for(0, N, grain_for(S), [&](int64_t begin, int64_t end) {
+    at::parallel_for(0, N, rays_per_task(S), [&](int64_t begin, int64_t end) {
       for (int64_t r = begin; r < end; ++r) {
-        composite_ray_forward<scalar_t, kCpuChunk>(S, s + r * S, c + r * S * 3, tt + r * S, d + r * 3,
-                                        bg + r * 3, last_sample_is_background, oc + r * 3,
-                                        od + r, oa + r, ow + r * S);
+        composite_ray_forward<scalar_t, kCpuChunk>(
+            S, s + r * S, c + r * S * 3, tt + r * S, d + r * 3, bg + r * 3,
+            last_sample_is_background, oc + r * 3, od + r, oa + r, ow + r * S);
       }
     });
   });
@@ -68,7 +66,7 @@ CompositeGrads composite_backward_cpu(
     scalar_t* gs = g_sigma.data_ptr<scalar_t>();
     scalar_t* gr = g_rgb.data_ptr<scalar_t>();
     scalar_t* gb = g_bg.data_ptr<scalar_t>();
-    at::parallel_for(0, N, grain_for(S), [&](int64_t begin, int64_t end) {
+    at::parallel_for(0, N, rays_per_task(S), [&](int64_t begin, int64_t end) {
       for (int64_t r = begin; r < end; ++r) {
         composite_ray_backward<scalar_t, kCpuChunk>(
             S, s + r * S, c + r * S * 3, tt + r * S, d + r * 3, bg + r * 3,

@@ -101,9 +101,13 @@ JC_HD void transmittance_factors(int64_t base, int64_t len, int64_t S, const sca
   }
 }
 
-// Walks the foreground samples 0 .. S_fg - 1 of a ray in order, in chunks of kChunk, calling
-// f(i, e_i, delta_i, T_i) with T_i the transmittance before sample i; returns the transmittance
-// after the last one. See the note on kChunk below.
+// Walks the foreground samples 0 .. S_fg - 1 of a ray in order, calling f(i, e_i, delta_i, T_i)
+// with T_i the transmittance before sample i; returns the transmittance after the last one.
+// Samples go in chunks of kChunk: first the chunk's transmittance factors (a loop without
+// loop-carried state, which vectorises on the CPU; float64 still calls libm's exp there), then
+// the accumulation. With exp calls inside the accumulating loop, every running sum was spilled
+// around each call, since all vector registers are caller-saved (measured ~3x slower). CPU code
+// uses kChunk = 64; on the GPU exp is inline and kChunk = 1 (no local array).
 template <typename scalar_t, int kChunk, typename F>
 JC_HD scalar_t walk_ray(int64_t S_fg, int64_t S, const scalar_t* sigma, const scalar_t* t,
                         scalar_t dnorm, F&& f) {
@@ -120,11 +124,6 @@ JC_HD scalar_t walk_ray(int64_t S_fg, int64_t S, const scalar_t* sigma, const sc
   return T;
 }
 
-// The per-ray walks process samples in chunks of kChunk: first the transmittance factors
-// e_i = exp(-x_i) of the chunk (a loop of exp calls), then the accumulation in a loop without
-// calls. On the CPU, exp is a library call and every vector register is caller-saved, so one
-// loop would spill all running sums around each call (measured: ~3x slower); CPU code uses
-// kChunk = 64. On the GPU exp is inline and kChunk = 1 (no local array).
 template <typename scalar_t, int kChunk>
 JC_HD void composite_ray_forward(int64_t S, const scalar_t* sigma, const scalar_t* rgb,
                                  const scalar_t* t, const scalar_t* d, const scalar_t* bg,

@@ -37,8 +37,9 @@ JC_HD void sample_ray(int64_t S, const scalar_t* o, const scalar_t* d, scalar_t 
 }
 
 // Inverse transform sampling of one ray, exactly NeRF's sample_pdf: pdf = (w + 1e-5) / sum,
-// cdf = [0, cumsum(pdf)] (S + 1 entries, clamped to 1, the last exactly 1), idx = searchsorted(cdf, u, right=True),
-// below = max(idx - 1, 0), above = min(idx, S), denominators < 1e-5 replaced by 1, linear
+// cdf = [0, cumsum(pdf)] (S + 1 entries, clamped to 1, the last exactly 1),
+// idx = searchsorted(cdf, u, right=True), below = max(idx - 1, 0), above = min(idx, S),
+// denominators < 1e-5 replaced by 1, linear
 // interpolation between bins[below] and bins[above]. u must be ascending (the wrapper makes it
 // so), which lets one walk along the CDF serve all samples: O(S + n) work and O(1) state.
 template <typename scalar_t>
