@@ -12,6 +12,7 @@
 PYTHON      ?= python3
 VENV        ?= .venv
 TORCH_SPEC  ?= torch==2.13.0
+MEDIAPIPE_SPEC ?= mediapipe==0.10.21
 JEAN_MEDIA  ?= $(abspath ../shared/media)
 PYTEST_ARGS ?=
 VPY          = $(VENV)/bin/python
@@ -26,11 +27,14 @@ $(VENV)/.ready: pyproject.toml
 	@test -x $(VPY) || $(PYTHON) -m venv --system-site-packages $(VENV)
 	@$(VPY) -c "import torch" 2>/dev/null && echo "jeancore: using installed torch $$($(VPY) -c 'import torch; print(torch.__version__)')" \
 	  || $(VPIP) install -q "$(TORCH_SPEC)"
-	$(VPIP) install -q $(BUILD_TOOLS) pytest "dtw-python>=1.5" "librosa>=0.10" "soundfile>=0.12" "tslearn>=0.6" "pillow>=9"
+	$(VPIP) install -q $(BUILD_TOOLS) "tslearn>=0.6"
+	@# mediapipe 0.10.21 (offline person segmentation) declares numpy<2 but works with numpy 2:
+	@# install it without its declared deps; jeancore's own deps cover what it imports.
+	$(VPIP) install -q --no-deps $(MEDIAPIPE_SPEC)
 	@touch $@
 
 install: $(VENV)/.ready
-	$(VPIP) install -q --no-build-isolation --no-deps .
+	$(VPIP) install -q --no-build-isolation ".[test]"
 
 test: install
 	@test -d "$(JEAN_MEDIA)" || { echo "JEAN_MEDIA=$(JEAN_MEDIA) does not exist: point it at the shared media folder"; exit 1; }

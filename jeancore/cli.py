@@ -1,0 +1,117 @@
+"""The ``jean`` command line.
+
+``jean preprocess VIDEO --out DIR [--audio WAV] [--fps 25] [--size 450] [--landmarks dlib] ...``
+
+Errors in the user's input print one clear line (``jean: error: ...``) and exit with status 2;
+Ctrl-C exits with status 130 and leaves every cached step for the next run to resume from.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from .errors import JeanError
+
+__all__ = ["main", "build_parser"]
+
+
+def _add_preprocess(sub) -> None:
+    from .data.pipeline import PreprocessConfig
+
+    d = PreprocessConfig()
+    p = sub.add_parser(
+        "preprocess", help="turn a talking-head video into a training dataset",
+        description="Decode, crop, track the face (68 landmarks, 3DMM pose), parse head / "
+                    "torso / background, and compute audio and emotion features. Each step is "
+                    "cached in OUT, so an interrupted run resumes where it stopped.")
+    p.add_argument("video", help="the video (mp4, mov, mkv, ...): one person facing the camera")
+    p.add_argument("--out", required=True, help="dataset directory to create (or resume)")
+    p.add_argument("--audio", help="speech as a separate file (wav, mp3, m4a, or a video)")
+    p.add_argument("--no-audio", action="store_true",
+                   help="expression-only dataset: no audio features (e.g. MEAD clips)")
+    p.add_argument("--fps", type=float, default=d.fps, help=f"frame rate (default {d.fps:g})")
+    p.add_argument("--size", type=int, default=d.size, help=f"frame size in px (default {d.size})")
+    p.add_argument("--landmarks", default=d.landmarks, choices=["dlib", "face-alignment"],
+                   help="landmark backend (default dlib, offline)")
+    p.add_argument("--audio-features", default=d.audio_features,
+                   help="logmel (default), mfcc, or a .npy of precomputed features [steps, dim]")
+    p.add_argument("--audio-feature-rate", type=float, default=d.audio_feature_rate,
+                   help="steps per second of precomputed features (default 50)")
+    p.add_argument("--n-mels", type=int, default=d.n_mels, help="mel bands (default 80)")
+    p.add_argument("--crop-scale", type=float, default=d.crop_scale,
+                   help=f"crop side / face box size (default {d.crop_scale})")
+    p.add_argument("--missing-face", choices=["trim", "error"], default=d.missing_face,
+                   help="frames without a face (beyond short gaps): keep the longest stretch "
+                        "with a face (trim, default) or stop (error)")
+    p.add_argument("--max-gap", type=int, default=d.max_gap,
+                   help=f"interpolate gaps of up to this many frames (default {d.max_gap})")
+    p.add_argument("--min-frames", type=int, default=d.min_frames,
+                   help=f"fewest frames a dataset may have (default {d.min_frames})")
+    p.add_argument("--max-seconds", type=float, default=None,
+                   help="use only the first seconds of the video")
+    p.add_argument("--val-fraction", type=float, default=d.val_fraction,
+                   help="last fraction of frames used for validation (default 0.1)")
+    p.add_argument("--device", default=d.device, help="torch device (default cpu)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace a dataset of another video in --out")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=_run_preprocess)
+
+
+def _run_preprocess(args) -> int:
+    from .data.pipeline import PreprocessConfig, preprocess
+
+    cfg = PreprocessConfig(
+        fps=args.fps, size=args.size, audio=args.audio, no_audio=args.no_audio,
+        landmarks=args.landmarks, audio_features=args.audio_features,
+        audio_feature_rate=args.audio_feature_rate, n_mels=args.n_mels,
+        crop_scale=args.crop_scale, missing_face=args.missing_face, max_gap=args.max_gap,
+        min_frames=args.min_frames, max_seconds=args.max_seconds,
+        val_fraction=args.val_fraction, device=args.device)
+    res = preprocess(args.video, args.out, cfg, overwrite=args.overwrite,
+                     progress=not args.quiet)
+    s = res.summary
+    print(f"dataset: {s['dataset']}")
+    print(f"  frames {s['frames']} at {s['fps']:g} fps ({s['duration_s']} s), {s['size']}x"
+          f"{s['size']} px; faces found {s['faces_found']}, interpolated {s['interpolated']}, "
+          f"dropped {s['dropped']} (no face: {s['no_face_frames']})")
+    print(f"  3DMM reprojection error {s['reprojection_error_px']} px mean, "
+          f"{s['reprojection_error_px_max']} px max")
+    print(f"  audio features {s['audio_features']}")
+    steps = ", ".join(f"{k} {v:.1f}s" for k, v in s["seconds"].items())
+    print(f"  time {s['seconds_total']} s ({s['realtime_factor']}x real time): {steps}")
+    print(f"  look at {res.root / 'contact_sheet.png'}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from . import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="jean", description="JEAN talking-face generation (jeancore)")
+    parser.add_argument("--version", action="version", version=f"jeancore {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log details")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _add_preprocess(sub)
+    return parser
+
+
+def main(argv=None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="jean: %(levelname)s: %(message)s")
+    try:
+        return args.func(args)
+    except JeanError as e:
+        print(f"jean: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("jean: interrupted; run the same command again to resume", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
