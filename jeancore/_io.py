@@ -103,7 +103,12 @@ def save_image(path, image: np.ndarray, quality: int = 95) -> None:
     img = np.asarray(image)
     if img.ndim == 3:
         img = cv2.cvtColor(img, cv2.COLOR_RGB2BGR)
-    params = [cv2.IMWRITE_JPEG_QUALITY, quality] if path.suffix.lower() in (".jpg", ".jpeg") else []
+    if path.suffix.lower() in (".jpg", ".jpeg"):
+        params = [cv2.IMWRITE_JPEG_QUALITY, quality]
+    elif path.suffix.lower() == ".png":
+        params = [cv2.IMWRITE_PNG_COMPRESSION, 1]  # fast; label maps compress well anyway
+    else:
+        params = []
     with atomic_path(path) as tmp:
         if not cv2.imwrite(str(tmp), img, params):
             raise OSError(f"could not write image {path}")

@@ -339,3 +339,14 @@ def test_cli_preprocess_runs(media, tmp_path, capsys):
     assert rc == 0 and "frames 30 at 25 fps" in out and "reprojection error" in out
     meta = json.loads((tmp_path / "w/meta.json").read_text())
     assert meta["n_frames"] == 30 and meta["config"]["size"] == 128
+
+
+def test_sad_woman_emotion(media, tmp_path):
+    """A crying face (640x360, 23.976 fps): "sad" is the top emotion for most frames. The clip
+    turns to laughter after about 9 s (see test_emotion.py), so its first 5 s are used."""
+    res = preprocess(media / "video/sad_woman_20s_640x360.mp4", tmp_path / "sad",
+                     PreprocessConfig(size=256, max_seconds=5.0), progress=False)
+    top = res.meta["emotion"]["top_class_fraction"]
+    print("sad_woman first 5 s, top-class fractions:", top)
+    assert max(top, key=top.get) == "sad" and top["sad"] > 0.5
+    assert res.meta["n_frames"] == 125 and res.meta["crop"][2] <= 360

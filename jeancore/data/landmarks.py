@@ -27,6 +27,7 @@ import numpy as np
 from ..errors import BadInputError, MissingDependencyError
 
 __all__ = ["LandmarkTrack", "DlibLandmarkDetector", "FaceAlignmentDetector", "make_detector",
+           "check_backend",
            "detect_landmarks", "fill_gaps", "dlib_model_path", "frame_ranges",
            "JAW", "BROWS", "NOSE", "EYES", "MOUTH"]
 
@@ -79,18 +80,23 @@ class DlibLandmarkDetector:
         self.detect_side = int(detect_side)
         self.upsample_retry = upsample_retry
         self._detector = dlib.get_frontal_face_detector()
-        self._predictor = dlib.shape_predictor(str(dlib_model_path()))
+        self._predictor = None  # loaded on first use (0.7 s)
 
-    def detect_faces(self, frame: np.ndarray) -> list[tuple[float, float, float, float]]:
+    def detect_faces(self, frame: np.ndarray, detect_side: int | None = None,
+                     upsample_retry: bool | None = None
+                     ) -> list[tuple[float, float, float, float]]:
         """Face boxes (left, top, right, bottom) in frame pixels, largest first.
 
         Args:
             frame: uint8 RGB [H, W, 3].
+            detect_side, upsample_retry: override the detector's settings for this call.
         """
         import cv2
 
+        detect_side = self.detect_side if detect_side is None else detect_side
+        upsample_retry = self.upsample_retry if upsample_retry is None else upsample_retry
         h, w = frame.shape[:2]
-        s = self.detect_side / min(h, w)
+        s = detect_side / min(h, w)
         small = frame if abs(s - 1) < 1e-3 else cv2.resize(
             frame, (max(1, round(w * s)), max(1, round(h * s))),
             interpolation=cv2.INTER_AREA if s < 1 else cv2.INTER_LINEAR)
@@ -98,7 +104,7 @@ class DlibLandmarkDetector:
         if len(rects):
             boxes = [(r.left() / s, r.top() / s, (r.right() + 1) / s, (r.bottom() + 1) / s)
                      for r in rects]
-        elif self.upsample_retry:
+        elif upsample_retry:
             rects = self._detector(frame, 1)
             boxes = [(r.left(), r.top(), r.right() + 1, r.bottom() + 1) for r in rects]
         else:
@@ -107,6 +113,8 @@ class DlibLandmarkDetector:
 
     def landmarks_in_box(self, frame: np.ndarray, box) -> np.ndarray:
         """68 landmarks [68, 2] float32 (pixel-corner convention) inside a face box."""
+        if self._predictor is None:
+            self._predictor = self._dlib.shape_predictor(str(dlib_model_path()))
         l, t, r, b = (int(round(v)) for v in box)
         shape = self._predictor(frame, self._dlib.rectangle(l, t, r - 1, b - 1))
         return np.array([(p.x + 0.5, p.y + 0.5) for p in shape.parts()], np.float32)
@@ -149,6 +157,23 @@ class FaceAlignmentDetector:
         areas = [np.ptp(p[:, 0]) * np.ptp(p[:, 1]) for p in preds]
         # FAN returns pixel-centre coordinates like dlib
         return np.asarray(preds[int(np.argmax(areas))][:, :2], np.float32) + 0.5
+
+
+def check_backend(backend: str = "dlib") -> None:
+    """Cheap check that a landmark backend can load (without loading its models for dlib).
+
+    Raises:
+        ValueError: unknown backend name.
+        MissingDependencyError: the backend cannot be loaded.
+    """
+    if backend == "dlib":
+        try:
+            import dlib  # noqa: F401
+        except ImportError as e:
+            raise MissingDependencyError("dlib is missing: `pip install dlib-bin`") from e
+        dlib_model_path()
+    else:
+        make_detector(backend)
 
 
 def make_detector(backend: str = "dlib", **kwargs):

@@ -19,13 +19,23 @@ import numpy as np
 
 from ..errors import MissingDependencyError
 
-__all__ = ["PersonSegmenter", "head_torso_masks", "jaw_boundary", "BackgroundAccumulator",
+__all__ = ["PersonSegmenter", "check_segmenter", "head_torso_masks", "jaw_boundary", "BackgroundAccumulator",
            "fill_holes", "composite_over", "LABEL_BACKGROUND", "LABEL_TORSO", "LABEL_HEAD"]
 
 LABEL_BACKGROUND, LABEL_TORSO, LABEL_HEAD = 0, 1, 2
 """Values of the per-frame label maps (``parsing/*.png``)."""
 
 MEDIAPIPE_INSTALL = "pip install --no-deps mediapipe==0.10.21"
+
+
+def check_segmenter() -> None:
+    """Raises MissingDependencyError when mediapipe's selfie segmentation cannot be imported."""
+    try:
+        from mediapipe.python.solutions import selfie_segmentation  # noqa: F401
+    except ImportError as e:
+        raise MissingDependencyError(
+            f"person segmentation needs mediapipe 0.10.21 (it declares numpy<2 but works "
+            f"with numpy 2): `{MEDIAPIPE_INSTALL}` ({e})") from e
 
 
 class PersonSegmenter:
@@ -40,12 +50,9 @@ class PersonSegmenter:
     """
 
     def __init__(self, model: int = 0):
-        try:
-            from mediapipe.python.solutions import selfie_segmentation
-        except ImportError as e:
-            raise MissingDependencyError(
-                f"person segmentation needs mediapipe 0.10.21 (it declares numpy<2 but works "
-                f"with numpy 2): `{MEDIAPIPE_INSTALL}` ({e})") from e
+        check_segmenter()
+        from mediapipe.python.solutions import selfie_segmentation
+
         self._seg = selfie_segmentation.SelfieSegmentation(model_selection=model)
 
     def __call__(self, frame: np.ndarray) -> np.ndarray:

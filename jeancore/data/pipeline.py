@@ -39,9 +39,10 @@ import numpy as np
 from .. import __version__
 from .._io import atomic_dir, file_sha256, read_image, save_image, save_json, save_npy, save_npz
 from ..errors import BadInputError, ConfigError
+from . import _workers
 from . import audio as audio_mod
-from .landmarks import fill_gaps, frame_ranges, make_detector
-from .video import iter_frames, load_audio, output_frame_count, probe_video
+from .landmarks import check_backend, fill_gaps, frame_ranges
+from .video import crop_resize, iter_frames, load_audio, output_frame_count, probe_video
 
 __all__ = ["PreprocessConfig", "PreprocessResult", "preprocess", "choose_crop",
            "FORMAT_VERSION", "SOURCE_FILE"]
@@ -50,6 +51,7 @@ log = logging.getLogger("jeancore.preprocess")
 
 FORMAT_VERSION = 1
 SOURCE_FILE = ".jeancore-source.json"   # identifies the video a directory belongs to
+_FRAME_BUFFER_BYTES = 2 << 30  # decode once when the clip's frames fit in 2 GB, else twice
 STEPS = ("decode", "landmarks", "tracking", "parsing", "emotion", "audio", "contact_sheet")
 
 
@@ -82,6 +84,8 @@ class PreprocessConfig:
         val_fraction: the last fraction of frames forms the validation split (peers: 10%).
         background_frames: frames sampled (evenly) for the background median.
         device: torch device for the 3DMM fit and the emotion CNN.
+        workers: processes for the per-frame steps (landmarks, parsing); 0 = one per CPU core
+            (at most 8), 1 = none (everything in this process).
     """
 
     fps: float = 25.0
@@ -102,6 +106,7 @@ class PreprocessConfig:
     val_fraction: float = 0.1
     background_frames: int = 60
     device: str = "cpu"
+    workers: int = 0
 
     def validate(self) -> None:
         """Raises ConfigError (a ValueError) for settings out of range."""
@@ -117,6 +122,8 @@ class PreprocessConfig:
             raise ConfigError("crop_scale must be positive and face_height in (0, 1)")
         if self.max_seconds is not None and self.max_seconds <= 0:
             raise ConfigError(f"max_seconds must be positive, got {self.max_seconds}")
+        if self.workers < 0:
+            raise ConfigError(f"workers must be >= 0, got {self.workers}")
         if self.no_audio and self.audio:
             raise ConfigError("--audio and --no-audio contradict each other: choose one")
 
@@ -174,16 +181,12 @@ class _ScanDetector:
     def __init__(self):
         from .landmarks import DlibLandmarkDetector
 
-        self._dets = {}
-        self._cls = DlibLandmarkDetector
+        self._det = DlibLandmarkDetector(upsample_retry=False)
 
     def __call__(self, frame):
         short = min(frame.shape[:2])
         for side in sorted({256, 480, short}):  # small videos are upscaled
-            det = self._dets.get(side)
-            if det is None:
-                det = self._dets[side] = self._cls(detect_side=side, upsample_retry=False)
-            boxes = det.detect_faces(frame)
+            boxes = self._det.detect_faces(frame, detect_side=side)
             if boxes:
                 return boxes[0]
         return None
@@ -200,12 +203,13 @@ class _Context:
         self.summaries: dict[str, dict] = {}
         self.seconds: dict[str, float] = {}
         self.source: dict = {}
+        self._pool = None
 
     def bar(self, it, desc, total=None):
         from tqdm.auto import tqdm
 
         return tqdm(it, desc=f"{desc:>13}", total=total, unit="frame", leave=False,
-                    disable=not self.progress, dynamic_ncols=True)
+                    disable=not self.progress, dynamic_ncols=True, mininterval=0.5)
 
     def frame_path(self, kind: str, i: int) -> Path:
         ext = "png" if kind == "parsing" else "jpg"
@@ -216,9 +220,49 @@ class _Context:
         s = self.summaries["landmarks"]
         return range(s["first_frame"], s["first_frame"] + s["n_frames"])
 
-    def frames(self, kind="frames", indices=None):
-        for i in (self.kept if indices is None else indices):
-            yield read_image(self.frame_path(kind, i))
+    def map_frames(self, fn, indices, *args, desc: str, per_frame_args=None, chunk: int = 16):
+        """Run ``fn(root, chunk_indices, [per_frame_args chunk,] *args)`` over chunks of
+        ``indices`` in the worker processes (or here with one worker); yields the per-frame
+        results in order."""
+        indices = list(indices)
+        chunks = [indices[s:s + chunk] for s in range(0, len(indices), chunk)]
+
+        def call_args(c, s):
+            extra = () if per_frame_args is None else (per_frame_args[s:s + len(c)],)
+            return (str(self.root), c, *extra, *args)
+
+        bar = self.bar(None, desc, len(indices))
+        try:
+            pool = self.pool(len(indices))
+            if pool is None:
+                results = (fn(*call_args(c, k * chunk)) for k, c in enumerate(chunks))
+            else:
+                futures = [pool.submit(fn, *call_args(c, k * chunk)) for k, c in enumerate(chunks)]
+                results = (f.result() for f in futures)
+            for c, res in zip(chunks, results):
+                bar.update(len(c))
+                yield from (res if isinstance(res, list) else [res] * len(c))
+        finally:
+            bar.close()
+
+    def pool(self, n_frames: int):
+        import os
+
+        workers = self.cfg.workers or min(os.cpu_count() or 1, 8)
+        if workers <= 1 or n_frames < 48:
+            return None
+        if self._pool is None:
+            import multiprocessing
+            from concurrent.futures import ProcessPoolExecutor
+
+            self._pool = ProcessPoolExecutor(
+                workers, mp_context=multiprocessing.get_context("spawn"))
+        return self._pool
+
+    def close(self):
+        if self._pool is not None:
+            self._pool.shutdown(cancel_futures=True)
+            self._pool = None
 
 
 # config fields each step depends on (besides the upstream steps and the source files)
@@ -240,7 +284,8 @@ _STEP_UPSTREAM = {
 
 # files each step leaves (a step whose outputs were deleted runs again)
 _STEP_OUTPUTS = {
-    "decode": ("frames",), "landmarks": ("landmarks.npz",), "tracking": ("tracking.npz",),
+    "decode": ("frames",), "landmarks": ("landmarks.npz", "face_crops.npy"),
+    "tracking": ("tracking.npz",),
     "parsing": ("parsing", "head", "background.png"), "emotion": ("emotion.npz",),
     "audio": (), "contact_sheet": ("contact_sheet.png",),
 }
@@ -314,8 +359,13 @@ def _step_decode(ctx: _Context) -> dict:
     step = max(1, int(round(cfg.fps / 5)), -(-n // 100))
     scan = _ScanDetector()
     boxes, looked = [], 0
+    # keep the decoded frames for the crop pass when they fit in the memory budget
+    budget = _FRAME_BUFFER_BYTES // max(1, info.width * info.height * 3)
+    buffer: list | None = [] if n <= budget else None
     for i, frame in enumerate(ctx.bar(iter_frames(ctx.video, cfg.fps, max_frames=n),
                                       "find face", n)):
+        if buffer is not None:
+            buffer.append(frame)
         if i % step == 0:
             looked += 1
             box = scan(frame)
@@ -334,12 +384,24 @@ def _step_decode(ctx: _Context) -> dict:
     centres = np.array([((b[0] + b[2]) / 2, (b[1] + b[3]) / 2) for b in boxes])
     motion = float(np.linalg.norm(centres.std(0)) / side)
 
-    with atomic_dir(ctx.root / "frames") as tmp:
+    if buffer is not None:
+        frames = (crop_resize(f, (x0, y0, side), cfg.size) for f in buffer)
+    else:
+        frames = iter_frames(ctx.video, cfg.fps, crop=(x0, y0, side), size=cfg.size,
+                             max_frames=n)
+    from concurrent.futures import ThreadPoolExecutor
+
+    with atomic_dir(ctx.root / "frames") as tmp, ThreadPoolExecutor(2) as writer:
         k = 0
-        for frame in ctx.bar(iter_frames(ctx.video, cfg.fps, crop=(x0, y0, side),
-                                         size=cfg.size, max_frames=n), "decode", n):
-            save_image(tmp / f"{k:06d}.jpg", frame)
+        pending = []
+        for frame in ctx.bar(frames, "decode", n):  # OpenCV encodes without the GIL
+            pending.append(writer.submit(save_image, tmp / f"{k:06d}.jpg", frame))
             k += 1
+            if len(pending) > 32:
+                pending.pop(0).result()
+        for f in pending:
+            f.result()
+    del buffer
     if wav is not None:
         wav = wav[: int(round(n / cfg.fps * audio_mod.SAMPLE_RATE))]
         tmp = ctx.root / ".audio.tmp.wav"
@@ -357,12 +419,13 @@ def _step_decode(ctx: _Context) -> dict:
 def _step_landmarks(ctx: _Context) -> dict:
     cfg = ctx.cfg
     n = ctx.summaries["decode"]["n_decoded"]
-    detector = make_detector(cfg.landmarks)
-    pts, found = [], []
-    for i in ctx.bar(range(n), "landmarks", n):
-        p = detector(read_image(ctx.frame_path("frames", i)))
+    check_backend(cfg.landmarks)  # fail here, clearly, if the backend cannot load
+    pts, found, crops = [], [], []
+    for p, crop in ctx.map_frames(_workers.landmarks_chunk, range(n), cfg.landmarks,
+                                  desc="landmarks"):
         found.append(p is not None)
         pts.append(p if p is not None else np.full((68, 2), np.nan, np.float32))
+        crops.append(crop)
     track = fill_gaps(np.stack(pts), np.array(found), max_gap=cfg.max_gap)
     valid = track.valid
     if not track.found.any():
@@ -396,6 +459,11 @@ def _step_landmarks(ctx: _Context) -> dict:
                     first, last - 1, last - first, n)
     save_npz(ctx.root / "landmarks.npz", points=track.points[first:last],
              found=track.found[first:last], interpolated=track.interpolated[first:last])
+    # the emotion CNN's face crops, cut while the frames were in memory (interpolated frames:
+    # zeros here, cut by the emotion step from their interpolated landmarks)
+    blank = np.zeros((64, 64), np.uint8)
+    save_npy(ctx.root / "face_crops.npy",
+             np.stack([c if c is not None else blank for c in crops[first:last]]))
     return {"first_frame": first, "n_frames": last - first, "n_decoded": n,
             "found": int(track.found[first:last].sum()),
             "interpolated": int(track.interpolated[first:last].sum()),
@@ -424,58 +492,40 @@ def _step_tracking(ctx: _Context) -> dict:
 
 
 def _step_parsing(ctx: _Context) -> dict:
-    from .parsing import (LABEL_HEAD, LABEL_TORSO, BackgroundAccumulator, PersonSegmenter,
-                          composite_over, head_torso_masks)
+    from .parsing import BackgroundAccumulator, check_segmenter
 
+    check_segmenter()  # fail here, clearly, if mediapipe is missing
     points, _, _ = _load_landmarks(ctx)
     kept = ctx.kept
-    sample = set(np.linspace(0, len(kept) - 1, min(len(kept), ctx.cfg.background_frames))
-                 .round().astype(int).tolist())
-    seg = PersonSegmenter()
+    # background first, from evenly sampled frames, so that one pass over all frames can
+    # then write the label maps and the head images
+    sample = (kept.start + np.linspace(0, len(kept) - 1, min(len(kept),
+              ctx.cfg.background_frames)).round().astype(int)).tolist()
     bg = BackgroundAccumulator()
-    head_frac = np.zeros(len(kept), np.float32)
-    with atomic_dir(ctx.root / "parsing") as tmp:
-        for j, i in enumerate(ctx.bar(kept, "parsing")):
-            frame = read_image(ctx.frame_path("frames", i))
-            person = seg(frame)
-            head, torso = head_torso_masks(person, points[j])
-            label = np.zeros(head.shape, np.uint8)
-            label[torso] = LABEL_TORSO
-            label[head] = LABEL_HEAD
-            save_image(tmp / f"{i:06d}.png", label)
-            head_frac[j] = head.mean()
-            if j in sample:
-                bg.add(frame, person)
-    seg.close()
+    for frame, person in ctx.map_frames(_workers.person_chunk, sorted(set(sample)),
+                                        desc="background", chunk=8):
+        bg.add(frame, person)
     background, seen = bg.result()
     save_image(ctx.root / "background.png", background)
     save_image(ctx.root / "background_seen.png", seen.astype(np.uint8) * 255)
-    with atomic_dir(ctx.root / "head") as tmp:
-        for i in ctx.bar(kept, "head images"):
-            frame = read_image(ctx.frame_path("frames", i))
-            label = read_image(ctx.frame_path("parsing", i))
-            save_image(tmp / f"{i:06d}.jpg", composite_over(frame, label == LABEL_HEAD,
-                                                            background))
+    with atomic_dir(ctx.root / "parsing") as p_tmp, atomic_dir(ctx.root / "head") as h_tmp:
+        head_frac = np.array(list(ctx.map_frames(
+            _workers.parsing_chunk, kept, str(p_tmp), str(h_tmp), background,
+            per_frame_args=points, desc="parsing")), np.float32)
     return {"background_seen_fraction": float(seen.mean()),
             "head_fraction_mean": float(head_frac.mean()),
             "frames_without_head": int((head_frac == 0).sum())}
 
 
 def _step_emotion(ctx: _Context) -> dict:
-    from .emotion import EMOTION_LABELS, emotion_features, load_emotion_cnn
+    from .emotion import EMOTION_LABELS, emotion_from_crops, face_crop_grey, load_emotion_cnn
 
-    points, _, _ = _load_landmarks(ctx)
-    model = load_emotion_cnn(device=ctx.cfg.device)
-    feats, probs, chunk = [], [], 128
-    kept = list(ctx.kept)
-    for s in ctx.bar(range(0, len(kept), chunk), "emotion", -(-len(kept) // chunk)):
-        idx = kept[s:s + chunk]
-        frames = np.stack([read_image(ctx.frame_path("frames", i)) for i in idx])
-        f, p = emotion_features(frames, points[s:s + len(idx)], model=model,
-                                device=ctx.cfg.device)
-        feats.append(f)
-        probs.append(p)
-    feats, probs = np.concatenate(feats), np.concatenate(probs)
+    points, found, _ = _load_landmarks(ctx)
+    crops = np.load(ctx.root / "face_crops.npy")
+    for j in np.flatnonzero(~found):  # interpolated frames: crop from their landmarks
+        crops[j] = face_crop_grey(read_image(ctx.frame_path("frames", ctx.kept[j])), points[j])
+    feats, probs = emotion_from_crops(crops, model=load_emotion_cnn(device=ctx.cfg.device),
+                                      batch_size=64, device=ctx.cfg.device)
     save_npz(ctx.root / "emotion.npz", features=feats, probs=probs,
              labels=np.array(EMOTION_LABELS))
     top = np.bincount(probs.argmax(1), minlength=len(EMOTION_LABELS)) / len(probs)
@@ -621,12 +671,29 @@ def preprocess(video, out, config: PreprocessConfig | None = None, *, overwrite:
         meta_path = root / "meta.json"
         if meta_path.exists():
             meta_path.unlink()  # re-written when every step is done
-        for step in STEPS:
-            _run_step(ctx, step, _STEP_FUNCS[step])
+        _run_step(ctx, "decode", _STEP_FUNCS["decode"])
+        _run_step(ctx, "landmarks", _STEP_FUNCS["landmarks"])
+        # tracking, emotion and audio need only the landmarks: they run in a thread here
+        # while the parsing step's worker processes work (2 cores kept busy)
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(1) as side:
+            def side_steps():
+                for step in ("tracking", "emotion", "audio"):
+                    _run_step(ctx, step, _STEP_FUNCS[step])
+
+            side_job = side.submit(side_steps)
+            try:
+                _run_step(ctx, "parsing", _STEP_FUNCS["parsing"])
+            finally:
+                side_job.result()
+        _run_step(ctx, "contact_sheet", _STEP_FUNCS["contact_sheet"])
     except BadInputError:
         if created:
             shutil.rmtree(root, ignore_errors=True)
         raise
+    finally:
+        ctx.close()
     total = time.perf_counter() - t_start
     meta = _write_meta(ctx, total)
     summary = _summary(ctx, meta, total)

@@ -18,7 +18,7 @@ import numpy as np
 
 from ..errors import BadInputError
 
-__all__ = ["VideoInfo", "probe_video", "iter_frames", "load_audio", "has_audio",
+__all__ = ["VideoInfo", "probe_video", "iter_frames", "crop_resize", "load_audio", "has_audio",
            "output_frame_count", "write_video"]
 
 
@@ -122,6 +122,28 @@ def output_frame_count(duration: float, fps: float) -> int:
     return int(math.floor(duration * fps + 0.5))
 
 
+def crop_resize(img: np.ndarray, crop: tuple[int, int, int] | None = None,
+                size: int | None = None) -> np.ndarray:
+    """Cut the square ``crop = (x0, y0, side)`` (source pixels; parts outside the frame
+    replicate its border) and resize it to ``size`` x ``size`` (area interpolation when
+    shrinking, bicubic when enlarging); None skips either. uint8 [H, W, 3] in and out."""
+    import cv2
+
+    if crop is not None:
+        x0, y0, side = crop
+        h, w = img.shape[:2]
+        pad_l, pad_t = max(0, -x0), max(0, -y0)
+        pad_r, pad_b = max(0, x0 + side - w), max(0, y0 + side - h)
+        if pad_l or pad_t or pad_r or pad_b:
+            img = cv2.copyMakeBorder(img, pad_t, pad_b, pad_l, pad_r, cv2.BORDER_REPLICATE)
+            x0, y0 = x0 + pad_l, y0 + pad_t
+        img = img[y0:y0 + side, x0:x0 + side]
+    if size is not None and img.shape[0] != size:
+        interp = cv2.INTER_AREA if img.shape[0] > size else cv2.INTER_CUBIC
+        img = cv2.resize(img, (size, size), interpolation=interp)
+    return np.ascontiguousarray(img)
+
+
 def iter_frames(path, fps: float = 25.0, *, crop: tuple[int, int, int] | None = None,
                 size: int | None = None, max_frames: int | None = None,
                 ) -> Iterator[np.ndarray]:
@@ -158,19 +180,7 @@ def iter_frames(path, fps: float = 25.0, *, crop: tuple[int, int, int] | None = 
         total = min(total, max_frames)
 
     def finish(img):
-        if crop is not None:
-            x0, y0, side = crop
-            h, w = img.shape[:2]
-            pad_l, pad_t = max(0, -x0), max(0, -y0)
-            pad_r, pad_b = max(0, x0 + side - w), max(0, y0 + side - h)
-            if pad_l or pad_t or pad_r or pad_b:
-                img = cv2.copyMakeBorder(img, pad_t, pad_b, pad_l, pad_r, cv2.BORDER_REPLICATE)
-                x0, y0 = x0 + pad_l, y0 + pad_t
-            img = img[y0:y0 + side, x0:x0 + side]
-        if size is not None and img.shape[0] != size:
-            interp = cv2.INTER_AREA if img.shape[0] > size else cv2.INTER_CUBIC
-            img = cv2.resize(img, (size, size), interpolation=interp)
-        return np.ascontiguousarray(img)
+        return crop_resize(img, crop, size)
 
     k = 0
     prev_img = prev_t = None
