@@ -44,6 +44,7 @@ test: install
 bench: install
 	$(VPY) benchmarks/bench_ops.py
 	$(VPY) benchmarks/bench_dtw.py
+	$(VPY) benchmarks/bench_preprocess.py
 
 # Compile-only check of the CUDA kernels (no GPU needed): CUDA torch 2.14.1 from local disk.
 cuda-check:
