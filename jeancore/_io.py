@@ -22,6 +22,12 @@ __all__ = ["atomic_path", "atomic_dir", "save_json", "save_npy", "save_npz", "sa
            "read_image", "file_sha256"]
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 @contextlib.contextmanager
 def atomic_path(path, suffix: str | None = None) -> Iterator[Path]:
     """Context manager yielding a temporary path beside ``path``; on success it is renamed to
@@ -35,6 +41,7 @@ def atomic_path(path, suffix: str | None = None) -> Iterator[Path]:
     tmp = Path(tmp)
     try:
         yield tmp
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give a new file's usual mode
         os.replace(tmp, path)
     finally:
         if tmp.exists():
@@ -50,6 +57,7 @@ def atomic_dir(path) -> Iterator[Path]:
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
     try:
         yield tmp
+        os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes 0700
         if path.exists():
             old = path.with_name(f".{path.name}.old{os.getpid()}")
             os.replace(path, old)

@@ -261,3 +261,18 @@ def test_atomic_writes_leave_nothing_on_error(tmp_path):
             raise RuntimeError
     assert sorted(p.name for p in d.iterdir()) == ["1"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.json", "d"]
+
+
+def test_atomic_writes_have_normal_permissions(tmp_path):
+    """mkstemp/mkdtemp create 0600/0700; the final files and folders get the usual modes."""
+    import os
+
+    mask = os.umask(0o022)
+    try:
+        save_json(tmp_path / "m.json", {})
+        with atomic_dir(tmp_path / "d") as tmp:
+            (tmp / "x").write_text("x")
+    finally:
+        os.umask(mask)
+    assert (tmp_path / "m.json").stat().st_mode & 0o777 == 0o644
+    assert (tmp_path / "d").stat().st_mode & 0o777 == 0o755

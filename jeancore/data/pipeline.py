@@ -407,8 +407,8 @@ def _step_decode(ctx: _Context) -> dict:
         tmp = ctx.root / ".audio.tmp.wav"
         sf.write(tmp, wav, audio_mod.SAMPLE_RATE, subtype="FLOAT")
         tmp.replace(ctx.root / "audio.wav")
-    elif (ctx.root / "audio.wav").exists():
-        (ctx.root / "audio.wav").unlink()
+    else:
+        (ctx.root / "audio.wav").unlink(missing_ok=True)
     return {"n_decoded": k, "crop": [x0, y0, side], "face_motion": motion,
             "faces_in_scan": len(boxes), "frames_scanned": looked,
             "source": {"width": info.width, "height": info.height, "fps": info.fps,
@@ -538,9 +538,7 @@ def _step_audio(ctx: _Context) -> dict:
 
     cfg = ctx.cfg
     if cfg.no_audio:
-        for name in ("audio_features.npy",):
-            if (ctx.root / name).exists():
-                (ctx.root / name).unlink()
+        (ctx.root / "audio_features.npy").unlink(missing_ok=True)
         return {"features": None}
     wav, sr = sf.read(ctx.root / "audio.wav", dtype="float32")
     if cfg.audio_features in ("logmel", "mfcc"):

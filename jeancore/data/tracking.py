@@ -42,9 +42,7 @@ expr_basis @ expression``) and the file's ``*_param_std`` are the prior scales.
 from __future__ import annotations
 
 import math
-import os
 import sys
-import tempfile
 import time
 import warnings
 import zipfile
@@ -54,6 +52,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from jeancore._io import atomic_path
 from jeancore.errors import BadInputError
 
 __all__ = [
@@ -352,21 +351,8 @@ class HeadTracking:
         path = Path(path)
         arrays = {f.name: np.asarray(getattr(self, f.name)) for f in fields(self)}
         arrays["format_version"] = np.asarray(_FORMAT_VERSION)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp",
-                                   dir=path.parent if str(path.parent) else ".")
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                np.savez(fh, **arrays)
-            umask = os.umask(0)
-            os.umask(umask)
-            os.chmod(tmp, 0o666 & ~umask)  # mkstemp's 0600 -> the usual mode of a new file
-            os.replace(tmp, path)
-        except BaseException:
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass
-            raise
+        with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+            np.savez(fh, **arrays)
 
     @classmethod
     def load(cls, path) -> HeadTracking:
