@@ -12,6 +12,8 @@ import argparse
 import logging
 import sys
 
+import numpy as np
+
 from .errors import JeanError
 
 __all__ = ["main", "build_parser"]
@@ -133,6 +135,64 @@ def _run_train_expression(args) -> int:
     return 0
 
 
+def _add_plot_expression(sub) -> None:
+    p = sub.add_parser(
+        "plot-expression", help="plots of a trained expression transformer's codes",
+        description="A 2-D embedding (PCA or t-SNE) of the per-frame expression codes e_e (and "
+                    "lip codes e_l) of MEAD clips coloured by emotion, and the emotion CNN's "
+                    "reading of a linear interpolation between two emotions' mean e_e "
+                    "(paper Figs. 5, 7, 8).")
+    p.add_argument("run", help="run directory of `jean train-expression` (checkpoint.pt)")
+    p.add_argument("clips", nargs="+", help="MEAD root / folder of MEAD-named clips")
+    p.add_argument("--out", required=True, help="folder for the PNGs")
+    p.add_argument("--identity", help="only this identity's clips")
+    p.add_argument("--method", choices=["pca", "tsne"], default="tsne")
+    p.add_argument("--from-emotion", default="neutral")
+    p.add_argument("--to-emotion", default="happy")
+    p.set_defaults(func=_run_plot_expression)
+
+
+def _run_plot_expression(args) -> int:
+    from pathlib import Path
+
+    from .data.emotion import EMOTION_LABELS, load_emotion_cnn
+    from .data.pairs import emotion_sequence, find_mead_clips
+    from .errors import BadInputError
+    from .metrics.expression_plots import (interpolate_emotions, plot_code_embedding,
+                                           plot_interpolation)
+    from .train.expression import load_expression_model
+
+    model = load_expression_model(Path(args.run) / "checkpoint.pt")
+    clips = [c for src in args.clips for c in find_mead_clips(src)
+             if args.identity in (None, c.identity)]
+    if not clips:
+        raise BadInputError("no clips to plot" + (f" for identity {args.identity!r}"
+                                                  if args.identity else ""))
+    feats, e_e, e_l = {}, {}, {}
+    for c in clips:
+        f = emotion_sequence(c.path, cache_dir=Path(args.run) / "features")["features"]
+        lip, expr = model.frame_codes(f)
+        key = f"{c.identity} {c.emotion}"
+        feats.setdefault(c.emotion, f)
+        e_e.setdefault(key, []).append(expr)
+        e_l.setdefault(key, []).append(lip)
+    out = Path(args.out)
+    made = [plot_code_embedding({k: np.concatenate(v) for k, v in e_e.items()},
+                                out / "expression_codes.png", method=args.method,
+                                title=f"e_e ({args.method})"),
+            plot_code_embedding({k: np.concatenate(v) for k, v in e_l.items()},
+                                out / "lip_codes.png", method=args.method,
+                                title=f"e_l ({args.method})")]
+    a, b = args.from_emotion, args.to_emotion
+    if a in feats and b in feats:
+        probs = interpolate_emotions(model, load_emotion_cnn(), feats[a], feats[b])
+        made.append(plot_interpolation(probs, EMOTION_LABELS, out / f"interpolation_{a}_{b}.png",
+                                       title=f"{a} -> {b}: emotion CNN on decoded features"))
+    for m in made:
+        print(m)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     from . import __version__
 
@@ -143,6 +203,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_preprocess(sub)
     _add_train_expression(sub)
+    _add_plot_expression(sub)
     return parser
 
 

@@ -36,6 +36,51 @@ def test_leave_one_emotion_out_run(media, tmp_path):
     assert len(list((out / "features").glob("*.npz"))) == 4
 
 
+def test_plot_expression(media, tmp_path, capsys):
+    """Train a tiny model, then `jean plot-expression`: embedding PNGs and the interpolation."""
+    run = tmp_path / "run"
+    run_train_expression([media / "mead"], run, identity="M030",
+                         emotions=("neutral", "happy", "sad"), baselines=False,
+                         config=ExpressionTrainConfig(**TINY), progress=False)
+    rc = jean_main(["plot-expression", str(run), str(media / "mead"), "--out",
+                    str(tmp_path / "plots"), "--identity", "M030", "--method", "pca"])
+    assert rc == 0
+    names = sorted(p.name for p in (tmp_path / "plots").iterdir())
+    assert names == ["expression_codes.png", "interpolation_neutral_happy.png", "lip_codes.png"]
+    assert all((tmp_path / "plots" / n).stat().st_size > 5000 for n in names)
+    from jeancore.data.emotion import load_emotion_cnn
+    from jeancore.data.pairs import emotion_sequence
+    from jeancore.metrics.expression_plots import interpolate_emotions
+
+    f = {e: emotion_sequence(media / f"mead/M030_{e}_001.mp4", cache_dir=run / "features")
+         ["features"] for e in ("neutral_level1", "happy_level3")}
+    probs = interpolate_emotions(load_expression_model(run / "checkpoint.pt"),
+                                 load_emotion_cnn(), f["neutral_level1"], f["happy_level3"],
+                                 steps=5)
+    assert probs.shape == (5, 7)
+    np.testing.assert_allclose(probs.sum(1), 1, atol=1e-5)
+
+
+def test_classify_pooled_matches_the_network_mostly(media):
+    """The pooled-feature head (exact for constant maps) agrees with the network's top class
+    on most real frames."""
+    import torch
+
+    from jeancore.data.emotion import load_emotion_cnn
+    from jeancore.data.pairs import emotion_sequence
+
+    m = load_emotion_cnn()
+    s = emotion_sequence(media / "mead/M030_sad_level3_001.mp4")
+    p = m.classify_pooled(torch.from_numpy(s["features"])).detach().numpy()
+    agree = (p.argmax(1) == s["probs"].argmax(1)).mean()
+    print(f"classify_pooled top-class agreement on M030 sad: {agree:.3f}")
+    assert agree > 0.8
+    # exact on a spatially constant map: the head's own computation
+    x = torch.randn(2, 128, 1, 1).expand(2, 128, 4, 4)
+    ref = torch.softmax(m.classifier(x).mean(dim=(2, 3)), 1)
+    torch.testing.assert_close(m.classify_pooled(x[:, :, 0, 0]), ref, atol=1e-5, rtol=1e-5)
+
+
 def test_pair_errors(media, tmp_path):
     with pytest.raises(BadInputError, match="no emotion pairs found for identity 'X999'"):
         collect_pairs([media / "mead"], identity="X999")

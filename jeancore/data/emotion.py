@@ -179,6 +179,27 @@ class MiniXception(nn.Module):
         logits = self.classifier(x).mean(dim=(2, 3))
         return features, torch.softmax(logits, dim=1)
 
+    def classify_pooled(self, features: torch.Tensor) -> torch.Tensor:
+        """Class probabilities [N, 7] from pooled 128-d features [N, 128] alone.
+
+        The network's head is a 3x3 "same" convolution on the 4x4x128 map followed by a
+        global average; on a spatially constant map equal to ``features`` it reduces exactly
+        to a linear layer whose weight sums each kernel tap weighted by the fraction of the 16
+        positions where that tap falls inside the map (centre 16/16, edge taps 12/16, corner
+        taps 9/16). For real maps it is an approximation (used to read features that were
+        never images, e.g. decoded by the expression transformer: paper Fig. 8).
+        """
+        if features.ndim != 2 or features.shape[1] != self.classifier.in_channels:
+            raise ValueError(f"features must be [N, {self.classifier.in_channels}], got "
+                             f"{tuple(features.shape)}")
+        k = self.classifier.weight.shape[-1]
+        side = 4  # spatial size of the last block's map for 64x64 input
+        inside = torch.tensor([min(side, side - abs(i - k // 2)) / side for i in range(k)],
+                              dtype=features.dtype, device=features.device)
+        frac = inside[:, None] * inside[None, :]                      # [k, k]
+        weight = (self.classifier.weight * frac).sum(dim=(2, 3))      # [7, 128]
+        return torch.softmax(features @ weight.T + self.classifier.bias, dim=1)
+
 
 # ----------------------------------------------------------------------------------------------
 # loading the Keras HDF5 weights
