@@ -12,8 +12,6 @@ import argparse
 import logging
 import sys
 
-import numpy as np
-
 from .errors import JeanError
 
 __all__ = ["main", "build_parser"]
@@ -155,12 +153,15 @@ def _add_plot_expression(sub) -> None:
 def _run_plot_expression(args) -> int:
     from pathlib import Path
 
+    import numpy as np
+
     from .data.emotion import EMOTION_LABELS, load_emotion_cnn
-    from .data.pairs import emotion_sequence, find_mead_clips
+    from .data.pairs import find_mead_clips
     from .errors import BadInputError
     from .metrics.expression_plots import (interpolate_emotions, plot_code_embedding,
                                            plot_interpolation)
     from .train.expression import load_expression_model
+    from .train.run_expression import clip_codes
 
     model = load_expression_model(Path(args.run) / "checkpoint.pt")
     clips = [c for src in args.clips for c in find_mead_clips(src)
@@ -169,9 +170,7 @@ def _run_plot_expression(args) -> int:
         raise BadInputError("no clips to plot" + (f" for identity {args.identity!r}"
                                                   if args.identity else ""))
     feats, e_e, e_l = {}, {}, {}
-    for c in clips:
-        f = emotion_sequence(c.path, cache_dir=Path(args.run) / "features")["features"]
-        lip, expr = model.frame_codes(f)
+    for c, f, lip, expr in clip_codes(model, clips, Path(args.run) / "features"):
         key = f"{c.identity} {c.emotion}"
         feats.setdefault(c.emotion, f)
         e_e.setdefault(key, []).append(expr)

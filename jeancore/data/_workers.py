@@ -14,11 +14,17 @@ import numpy as np
 _CACHE: dict = {}
 
 
+def frame_file(root, kind: str, i: int) -> Path:
+    """``root/<kind>/<i:06d>.jpg`` (``.png`` for the ``parsing`` label maps): the per-frame
+    image files of a dataset (docs/dataset.md)."""
+    ext = "png" if kind == "parsing" else "jpg"
+    return Path(root) / kind / f"{i:06d}.{ext}"
+
+
 def _frame(root, kind, i):
     from .._io import read_image
 
-    ext = "png" if kind == "parsing" else "jpg"
-    return read_image(Path(root) / kind / f"{i:06d}.{ext}")
+    return read_image(frame_file(root, kind, i))
 
 
 def landmarks_chunk(root: str, indices: list[int], backend: str) -> list:

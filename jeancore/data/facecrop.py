@@ -98,7 +98,6 @@ def face_crops(frames: np.ndarray, landmarks: np.ndarray, size: int = INPUT_SIZE
         ValueError: frames not uint8 [N, H, W, 3]; landmarks not [N, 68, 2] or not finite;
             N differs between them; size < 1.
     """
-    import cv2
 
     frames, landmarks = _check_frames_landmarks(frames, landmarks)
     size = int(size)

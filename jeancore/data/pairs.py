@@ -245,7 +245,7 @@ def emotion_sequence(video, *, fps: float = 25.0, cache_dir=None, detector=None,
     from .._io import file_sha256, save_npz
     from .emotion import emotion_from_crops
     from .facecrop import face_crop_grey
-    from .landmarks import DlibLandmarkDetector, fill_gaps
+    from .landmarks import detect_landmarks
     from .video import iter_frames
 
     video = Path(video)
@@ -255,14 +255,8 @@ def emotion_sequence(video, *, fps: float = 25.0, cache_dir=None, detector=None,
         if cache.is_file():
             with np.load(cache) as z:
                 return {k: z[k] for k in ("features", "probs", "frames")}
-    detector = detector or DlibLandmarkDetector()
-    frames, points, found = [], [], []
-    for frame in iter_frames(video, fps):
-        p = detector(frame)
-        frames.append(frame)
-        found.append(p is not None)
-        points.append(p if p is not None else np.full((68, 2), np.nan, np.float32))
-    track = fill_gaps(np.stack(points), np.array(found), max_gap=max_gap)
+    frames = list(iter_frames(video, fps))
+    track = detect_landmarks(frames, detector, max_gap=max_gap)
     keep = np.flatnonzero(track.valid)
     if len(keep) < 2:
         raise BadInputError(f"{video}: a face was found in {len(keep)} of {len(frames)} frames; "

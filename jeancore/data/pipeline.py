@@ -211,10 +211,6 @@ class _Context:
         return tqdm(it, desc=f"{desc:>13}", total=total, unit="frame", leave=False,
                     disable=not self.progress, dynamic_ncols=True, mininterval=0.5)
 
-    def frame_path(self, kind: str, i: int) -> Path:
-        ext = "png" if kind == "parsing" else "jpg"
-        return self.root / kind / f"{i:06d}.{ext}"
-
     @property
     def kept(self) -> range:
         s = self.summaries["landmarks"]
@@ -241,7 +237,7 @@ class _Context:
                 results = (f.result() for f in futures)
             for c, res in zip(chunks, results):
                 bar.update(len(c))
-                yield from (res if isinstance(res, list) else [res] * len(c))
+                yield from res
         finally:
             bar.close()
 
@@ -523,7 +519,7 @@ def _step_emotion(ctx: _Context) -> dict:
     points, found, _ = _load_landmarks(ctx)
     crops = np.load(ctx.root / "face_crops.npy")
     for j in np.flatnonzero(~found):  # interpolated frames: crop from their landmarks
-        crops[j] = face_crop_grey(read_image(ctx.frame_path("frames", ctx.kept[j])), points[j])
+        crops[j] = face_crop_grey(read_image(_workers.frame_file(ctx.root, "frames", ctx.kept[j])), points[j])
     feats, probs = emotion_from_crops(crops, model=load_emotion_cnn(device=ctx.cfg.device),
                                       batch_size=64, device=ctx.cfg.device)
     save_npz(ctx.root / "emotion.npz", features=feats, probs=probs,

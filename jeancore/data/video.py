@@ -170,7 +170,6 @@ def iter_frames(path, fps: float = 25.0, *, crop: tuple[int, int, int] | None = 
             corrupt file; the message gives the frame where it failed).
     """
     import av
-    import cv2
 
     if fps <= 0:
         raise ValueError(f"fps must be positive, got {fps}")
@@ -178,9 +177,6 @@ def iter_frames(path, fps: float = 25.0, *, crop: tuple[int, int, int] | None = 
     total = output_frame_count(info.duration, fps)
     if max_frames is not None:
         total = min(total, max_frames)
-
-    def finish(img):
-        return crop_resize(img, crop, size)
 
     k = 0
     prev_img = prev_t = None
@@ -201,7 +197,7 @@ def iter_frames(path, fps: float = 25.0, *, crop: tuple[int, int, int] | None = 
                     while k < total and k / fps < mid:
                         yield prev_img
                         k += 1
-                prev_img = finish(frame.to_ndarray(format="rgb24"))
+                prev_img = crop_resize(frame.to_ndarray(format="rgb24"), crop, size)
                 prev_t = t
         except av.error.FFmpegError as e:
             raise BadInputError(

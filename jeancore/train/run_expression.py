@@ -19,7 +19,7 @@ from ..errors import BadInputError
 from ..data.pairs import (EmotionPair, align_pair, emotion_sequence, find_mead_clips,
                           find_pairs, read_pair_list)
 
-__all__ = ["collect_pairs", "run_train_expression"]
+__all__ = ["collect_pairs", "clip_codes", "run_train_expression"]
 
 
 def collect_pairs(sources, *, identity: str | None = None, reference: str | None = None,
@@ -53,6 +53,18 @@ def collect_pairs(sources, *, identity: str | None = None, reference: str | None
             + (f" (identities present: {', '.join(ids)})" if ids else "")
             + ": a pair is one person saying the same sentence in two emotions")
     return pairs
+
+
+def clip_codes(model, clips, cache_dir) -> list[tuple]:
+    """Per-frame codes of each clip: ``[(clip, features [T, D], e_l [T, lip_dim],
+    e_e [T, expr_dim])]``, emotion features from :func:`emotion_sequence` (cached in
+    ``cache_dir``), codes from ``model.frame_codes`` (inference windows, no DTW)."""
+    out = []
+    for clip in clips:
+        feats = emotion_sequence(clip.path, cache_dir=cache_dir)["features"]
+        e_l, e_e = model.frame_codes(feats)
+        out.append((clip, feats, e_l, e_e))
+    return out
 
 
 def run_train_expression(sources, out, *, identity: str | None = None,
@@ -128,14 +140,10 @@ def run_train_expression(sources, out, *, identity: str | None = None,
             base = load_expression_model(out / "no_swap" / "checkpoint.pt")
             metrics["val_l1_no_swap"] = evaluate_expression(base, val)["l1"]
     # separability of the codes over every clip's frames, labelled by the clip's emotion
-    e_e, e_l, labels = [], [], []
-    for path, feats in seqs.items():
-        lip, expr = model.frame_codes(feats)
-        e_l.append(lip)
-        e_e.append(expr)
-        labels += [clips[path].emotion] * len(feats)
+    codes = clip_codes(model, [clips[p] for p in sorted(clips)], out / "features")
+    labels = [c.emotion for c, feats, _, _ in codes for _ in range(len(feats))]
     if len(set(labels)) >= 2:
-        metrics["separability_e_e"] = linear_separability(np.concatenate(e_e), labels)
-        metrics["separability_e_l"] = linear_separability(np.concatenate(e_l), labels)
+        for name, k in (("separability_e_l", 2), ("separability_e_e", 3)):
+            metrics[name] = linear_separability(np.concatenate([c[k] for c in codes]), labels)
     save_json(out / "metrics.json", metrics)
     return metrics
