@@ -9,6 +9,7 @@ Ctrl-C exits with status 130 and leaves every cached step for the next run to re
 from __future__ import annotations
 
 import argparse
+import importlib
 import logging
 import sys
 
@@ -192,6 +193,11 @@ def _run_plot_expression(args) -> int:
     return 0
 
 
+# Sub-commands defined beside the code they drive: each module has ``register(sub)``, which adds
+# its parser(s) to the ``jean`` sub-parsers and imports nothing heavy until a command runs.
+_COMMAND_MODULES: tuple[str, ...] = ()
+
+
 def build_parser() -> argparse.ArgumentParser:
     from . import __version__
 
@@ -203,6 +209,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_preprocess(sub)
     _add_train_expression(sub)
     _add_plot_expression(sub)
+    for name in _COMMAND_MODULES:
+        importlib.import_module(name).register(sub)
     return parser
 
 

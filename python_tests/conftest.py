@@ -26,6 +26,35 @@ def media() -> Path:
     return MEDIA
 
 
+# Real clips preprocessed once per test session and shared by every test module:
+# name -> (video relative to the media folder, PreprocessConfig fields).
+DATASETS = {
+    "obama_4s_450": ("video/obama_20s_450.mp4", dict(max_seconds=4.0)),
+    "obama_8s_128": ("video/obama_20s_450.mp4", dict(max_seconds=8.0, size=128)),
+    "lieu_6s_128": ("video/lieu_60s_256.mp4", dict(max_seconds=6.0, size=128)),
+    "m030_neutral": ("mead/M030_neutral_level1_001.mp4", dict(no_audio=True, size=128)),
+}
+
+
+@pytest.fixture(scope="session")
+def preprocessed(media, tmp_path_factory):
+    """``preprocessed(name)`` -> PreprocessResult of the real clip ``DATASETS[name]``, made once
+    per session (the first call preprocesses, later calls reuse the folder)."""
+    from jeancore.data import PreprocessConfig, preprocess
+
+    root = tmp_path_factory.mktemp("datasets")
+    cache = {}
+
+    def get(name: str):
+        if name not in cache:
+            video, cfg = DATASETS[name]
+            cache[name] = preprocess(media / video, root / name, PreprocessConfig(**cfg),
+                                     progress=False)
+        return cache[name]
+
+    return get
+
+
 def pytest_collection_modifyitems(config, items):
     for item in items:
         if "cuda" in item.keywords and not ops.cuda_available():

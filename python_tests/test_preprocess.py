@@ -20,12 +20,9 @@ OBAMA_SECONDS = 4.0
 
 
 @pytest.fixture(scope="session")
-def obama_ds(media, tmp_path_factory):
-    """The first 4 s of the Obama clip at 450x450, preprocessed once for the session."""
-    out = tmp_path_factory.mktemp("ds") / "obama"
-    res = preprocess(media / "video/obama_20s_450.mp4", out,
-                     PreprocessConfig(max_seconds=OBAMA_SECONDS), progress=False)
-    return res
+def obama_ds(preprocessed):
+    """The first 4 s of the Obama clip at 450x450 (the shared session dataset)."""
+    return preprocessed("obama_4s_450")
 
 
 # ------------------------------------------------------------------------------------------
