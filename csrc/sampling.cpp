@@ -24,8 +24,11 @@ SampleOut sample_along_rays_cpu(const at::Tensor& rays_o, const at::Tensor& rays
     scalar_t* op = points.data_ptr<scalar_t>();
     at::parallel_for(0, N, rays_per_task(S), [&](int64_t begin, int64_t end) {
       for (int64_t r = begin; r < end; ++r) {
-        sample_ray<scalar_t>(S, o + 3 * r, d + 3 * r, nr[r], fr[r], jt ? jt + r * S : nullptr,
-                             ot + r * S, op + r * S * 3);
+        for (int64_t i = 0; i < S; ++i) {
+          const int64_t k = r * S + i;
+          sample_point<scalar_t>(i, S, o + 3 * r, d + 3 * r, nr[r], fr[r], jt ? jt + k : nullptr,
+                                 ot + k, op + 3 * k);
+        }
       }
     });
   });

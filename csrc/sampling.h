@@ -10,30 +10,38 @@
 
 namespace jeancore {
 
-// Coarse depths of one ray (NeRF / AD-NeRF): z_i = near (1 - s_i) + far s_i, s_i = i / (S - 1)
-// (s_0 = 0 when S == 1). With jitter u_i in [0, 1) each depth is drawn uniformly in its bin,
-// the bins bounded by the midpoints between neighbouring z (first and last bins end at near and
-// far): t_i = lower_i + (upper_i - lower_i) u_i.  points_i = o + t_i d.
+// Coarse depth i of a ray (NeRF / AD-NeRF): z_i = near (1 - s_i) + far s_i, s_i = i / (S - 1)
+// (s_0 = 0 when S == 1). With jitter u_i in [0, 1) (jitter_i != nullptr) the depth is drawn
+// uniformly in its bin, the bins bounded by the midpoints between neighbouring z (first and
+// last bins end at near and far): t_i = lower_i + (upper_i - lower_i) u_i. Each depth depends
+// only on i, so the CUDA kernel computes one sample per thread.
 template <typename scalar_t>
-JC_HD void sample_ray(int64_t S, const scalar_t* o, const scalar_t* d, scalar_t near, scalar_t far,
-                      const scalar_t* jitter, scalar_t* t, scalar_t* points) {
+JC_HD scalar_t sample_depth(int64_t i, int64_t S, scalar_t near, scalar_t far,
+                            const scalar_t* jitter_i) {
   const scalar_t inv = S > 1 ? scalar_t(1) / scalar_t(S - 1) : scalar_t(0);
-  auto z = [&](int64_t i) {
-    const scalar_t s = scalar_t(i) * inv;
+  auto z = [&](int64_t k) {
+    const scalar_t s = scalar_t(k) * inv;
     return near * (scalar_t(1) - s) + far * s;
   };
-  for (int64_t i = 0; i < S; ++i) {
-    scalar_t ti = z(i);
-    if (jitter != nullptr) {
-      const scalar_t lower = i > 0 ? scalar_t(0.5) * (z(i - 1) + ti) : ti;
-      const scalar_t upper = i + 1 < S ? scalar_t(0.5) * (ti + z(i + 1)) : ti;
-      ti = lower + (upper - lower) * jitter[i];
-    }
-    t[i] = ti;
-    points[3 * i + 0] = o[0] + ti * d[0];
-    points[3 * i + 1] = o[1] + ti * d[1];
-    points[3 * i + 2] = o[2] + ti * d[2];
+  scalar_t ti = z(i);
+  if (jitter_i != nullptr) {
+    const scalar_t lower = i > 0 ? scalar_t(0.5) * (z(i - 1) + ti) : ti;
+    const scalar_t upper = i + 1 < S ? scalar_t(0.5) * (ti + z(i + 1)) : ti;
+    ti = lower + (upper - lower) * *jitter_i;
   }
+  return ti;
+}
+
+// Sample i of a ray: its depth t_i and point o + t_i d.
+template <typename scalar_t>
+JC_HD void sample_point(int64_t i, int64_t S, const scalar_t* o, const scalar_t* d,
+                        scalar_t near, scalar_t far, const scalar_t* jitter_i, scalar_t* t,
+                        scalar_t* point) {
+  const scalar_t ti = sample_depth<scalar_t>(i, S, near, far, jitter_i);
+  *t = ti;
+  point[0] = o[0] + ti * d[0];
+  point[1] = o[1] + ti * d[1];
+  point[2] = o[2] + ti * d[2];
 }
 
 // Inverse transform sampling of one ray, exactly NeRF's sample_pdf: pdf = (w + 1e-5) / sum,

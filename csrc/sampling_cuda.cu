@@ -1,5 +1,5 @@
-// CUDA ray sampling and inverse transform sampling: one thread per ray, the per-ray math shared
-// with the CPU path (sampling.h).
+// CUDA ray sampling (one thread per sample) and inverse transform sampling (one thread per
+// ray), the math shared with the CPU path (sampling.h).
 #include "sampling.h"
 
 #include <ATen/Dispatch.h>
@@ -14,6 +14,8 @@ namespace {
 constexpr int kThreads = 128;
 unsigned int blocks_for(int64_t N) { return static_cast<unsigned int>((N + kThreads - 1) / kThreads); }
 
+// One thread per sample (ray r = k / S, sample i = k % S): consecutive threads write
+// consecutive depths and points (coalesced), and the per-ray inputs are broadcast reads.
 template <typename scalar_t>
 __global__ void sample_along_rays_kernel(int64_t N, int64_t S, const scalar_t* __restrict__ o,
                                          const scalar_t* __restrict__ d,
@@ -21,10 +23,11 @@ __global__ void sample_along_rays_kernel(int64_t N, int64_t S, const scalar_t* _
                                          const scalar_t* __restrict__ fr,
                                          const scalar_t* __restrict__ jt, scalar_t* ot,
                                          scalar_t* op) {
-  const int64_t r = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
-  if (r >= N) return;
-  sample_ray<scalar_t>(S, o + 3 * r, d + 3 * r, nr[r], fr[r], jt ? jt + r * S : nullptr,
-                       ot + r * S, op + r * S * 3);
+  const int64_t k = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (k >= N * S) return;
+  const int64_t r = k / S, i = k - r * S;
+  sample_point<scalar_t>(i, S, o + 3 * r, d + 3 * r, nr[r], fr[r], jt ? jt + k : nullptr, ot + k,
+                         op + 3 * k);
 }
 
 template <typename scalar_t>
@@ -48,7 +51,7 @@ SampleOut sample_along_rays_cuda(const at::Tensor& rays_o, const at::Tensor& ray
   if (N == 0) return {t, points};
   auto stream = c10::cuda::getCurrentCUDAStream();
   AT_DISPATCH_FLOATING_TYPES(rays_o.scalar_type(), "sample_along_rays_cuda", [&] {
-    sample_along_rays_kernel<scalar_t><<<blocks_for(N), kThreads, 0, stream>>>(
+    sample_along_rays_kernel<scalar_t><<<blocks_for(N * S), kThreads, 0, stream>>>(
         N, S, rays_o.data_ptr<scalar_t>(), rays_d.data_ptr<scalar_t>(), near.data_ptr<scalar_t>(),
         far.data_ptr<scalar_t>(), jitter.has_value() ? jitter->data_ptr<scalar_t>() : nullptr,
         t.data_ptr<scalar_t>(), points.data_ptr<scalar_t>());
