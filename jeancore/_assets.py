@@ -26,3 +26,15 @@ def asset_path(*parts: str) -> Path:
         f"jeancore data file {'/'.join(parts)!r} not found (looked in "
         f"{', '.join(str(c) for c in candidates)}); reinstall jeancore "
         "(`pip install --no-build-isolation .` from a source checkout)")
+
+
+def pretrained_path(name: str) -> Path:
+    """Path of weights shipped inside the package (``jeancore/pretrained/<name>``).
+
+    Raises:
+        FileNotFoundError: the file is missing (a broken install: reinstall jeancore).
+    """
+    p = _PKG / "pretrained" / name
+    if not p.is_file():
+        raise FileNotFoundError(f"shipped weights {p} not found; reinstall jeancore")
+    return p

@@ -101,6 +101,12 @@ def _add_train_expression(sub) -> None:
     p.add_argument("--reference", help="pair every emotion only with this one (paper: neutral)")
     p.add_argument("--emotions", help="comma-separated emotions to use (default: all)")
     p.add_argument("--val-emotion", help="leave this emotion out of training; validate on it")
+    p.add_argument("--init", default=None,
+                   help="weights to start from: 'generic' (the shipped model), a run directory "
+                        "or checkpoint, or 'none' (default: generic with --identity, "
+                        "none without)")
+    p.add_argument("--ff-dim", type=int, default=2048,
+                   help="transformer feed-forward width (default 2048; ignored with --init)")
     p.add_argument("--epochs", type=int, default=20)
     p.add_argument("--max-steps", type=int, default=None)
     p.add_argument("--batch-size", type=int, default=256)
@@ -120,9 +126,11 @@ def _run_train_expression(args) -> int:
     from .train.expression import ExpressionTrainConfig
     from .train.run_expression import run_train_expression
 
+    init = args.init if args.init is not None else ("generic" if args.identity else None)
     cfg = ExpressionTrainConfig(epochs=args.epochs, max_steps=args.max_steps,
                                 batch_size=args.batch_size, lr=args.lr, device=args.device,
-                                seed=args.seed)
+                                seed=args.seed, ff_dim=args.ff_dim,
+                                init=None if init == "none" else init)
     emotions = tuple(e.strip() for e in args.emotions.split(",")) if args.emotions else None
     metrics = run_train_expression(
         args.pairs, args.out, identity=args.identity, reference=args.reference,

@@ -440,3 +440,43 @@ def test_checkpoint_errors(tmp_path):
     with pytest.raises(BadInputError, match="windows"):
         train_expression(_pairs([30], dim=12), tmp_path / "run", ExpressionTrainConfig(
             epochs=2, **TINY_TRAIN), resume=True, progress=False)
+
+
+def test_export_and_fine_tune_from_init(tmp_path):
+    """A slim float16 export loads with the same codes (to fp16 rounding); init= starts a new
+    run from those weights (same widths, ignoring the config's), and checks the width."""
+    from jeancore.train.expression import export_expression_model
+
+    pairs = _pairs([20], dim=12)
+    train_expression(pairs, tmp_path / "run", ExpressionTrainConfig(epochs=2, **TINY_TRAIN),
+                     progress=False)
+    src = load_expression_model(tmp_path / "run")
+    dst = export_expression_model(tmp_path / "run", tmp_path / "slim.pt",
+                                  provenance={"trained_on": "random pairs"})
+    assert dst.stat().st_size < (tmp_path / "run" / "checkpoint.pt").stat().st_size / 2
+    slim = load_expression_model(dst)
+    assert torch.load(dst, weights_only=True)["provenance"] == {"trained_on": "random pairs"}
+    a = pairs[0]["a"]
+    ref, got = src.expression_codes(a), slim.expression_codes(a)
+    assert np.abs(got - ref).max() < 1e-2 * np.abs(ref).max()
+    # fine-tuning: step 0 of a run started from init= is exactly the init model (float16
+    # weights converted back to float32), whatever widths the config names
+    cfg = ExpressionTrainConfig(epochs=1, max_steps=0, init=str(dst),
+                                **{**TINY_TRAIN, "d_model": 64})
+    train_expression(pairs, tmp_path / "ft", cfg, progress=False)
+    ft = load_expression_model(tmp_path / "ft")
+    assert ft.d_model == 16
+    for (k, v), w in zip(ft.state_dict().items(), slim.state_dict().values()):
+        assert torch.equal(v, w), k
+    with pytest.raises(BadInputError, match="takes 12-d features"):
+        train_expression(_pairs([20], dim=10), tmp_path / "bad", cfg, progress=False)
+
+
+def test_shipped_generic_model():
+    """The generic model in the package loads by name, takes the 128-d emotion features of
+    preprocessing and gives one 64-d expression code per frame."""
+    model = load_expression_model("generic")
+    assert (model.in_dim, model.expr_dim, model.window) == (128, 64, 8)
+    assert load_expression_model(None).config() == model.config()
+    codes = model.expression_codes(np.random.default_rng(0).standard_normal((30, 128)))
+    assert codes.shape == (30, 64) and np.isfinite(codes).all()

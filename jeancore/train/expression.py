@@ -29,14 +29,18 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .._assets import pretrained_path
 from .._io import atomic_path
 from ..errors import BadInputError, ConfigError
 from ..models.expression import MODEL_CONFIG_KEYS, ExpressionTransformer, expression_loss
 
-__all__ = ["CHECKPOINT_FORMAT", "CHECKPOINT_NAME", "ExpressionTrainConfig", "evaluate_expression",
+__all__ = ["CHECKPOINT_FORMAT", "CHECKPOINT_NAME", "GENERIC", "ExpressionTrainConfig",
+           "evaluate_expression", "export_expression_model", "resolve_expression_path",
            "load_expression_model", "train_expression"]
 
 CHECKPOINT_NAME = "checkpoint.pt"
+GENERIC = "generic"  # name of the shipped generic model (load_expression_model(GENERIC))
+GENERIC_FILE = "expression_generic.pt"
 CHECKPOINT_FORMAT = "jeancore.expression_transformer"
 CHECKPOINT_VERSION = 1
 
@@ -61,6 +65,11 @@ class ExpressionTrainConfig:
     feature width of the data), ``hidden``, ``d_model``, ``n_layers``, ``n_heads``,
     ``ff_dim``, ``dropout``, ``lip_dim``.
 
+    Start: ``init`` -- None (random weights), or weights to fine-tune from: ``"generic"``
+    (the model shipped with jeancore, trained on MEAD M030 + W011) or a checkpoint / run
+    directory; the model then takes that checkpoint's widths (the width settings above are
+    ignored) and its ``in_dim`` must match the data.
+
     Bookkeeping: ``seed``; ``device`` ("auto": CUDA when available, else CPU; or a torch
     device string); ``log_every`` steps between TensorBoard train scalars;
     ``checkpoint_every`` steps between checkpoints; ``eval_batch_size`` windows per
@@ -84,6 +93,7 @@ class ExpressionTrainConfig:
     ff_dim: int = 2048
     dropout: float = 0.2
     lip_dim: int = 64
+    init: str | None = None
     seed: int = 0
     device: str = "auto"
     log_every: int = 10
@@ -308,11 +318,15 @@ def _model_from_checkpoint(ckpt: dict, path) -> ExpressionTransformer:
     return model
 
 
-def load_expression_model(path, *, device="cpu", **expected) -> ExpressionTransformer:
+def load_expression_model(path=None, *, device="cpu", **expected) -> ExpressionTransformer:
     """The trained :class:`ExpressionTransformer` of a checkpoint, in eval mode.
 
     Args:
-        path: ``checkpoint.pt`` written by :func:`train_expression` (or its ``out_dir``).
+        path: ``checkpoint.pt`` written by :func:`train_expression` (or its ``out_dir``), a
+            file written by :func:`export_expression_model`, or None / ``"generic"``: the
+            generic model shipped with jeancore (trained on the MEAD clips of M030 and W011;
+            the paper trains one per identity -- fine-tune it with ``init="generic"`` when the
+            identity has emotion pairs; see ``jeancore/pretrained/README.md``).
         device: where to put the model.
         **expected: widths the caller needs (e.g. ``in_dim=128, lip_dim=64``); a checkpoint
             with other values raises ConfigError.
@@ -323,9 +337,7 @@ def load_expression_model(path, *, device="cpu", **expected) -> ExpressionTransf
             its stored widths.
         ConfigError: unknown keys in ``expected``, or widths other than ``expected``.
     """
-    path = Path(path)
-    if path.is_dir():
-        path = path / CHECKPOINT_NAME
+    path = resolve_expression_path(path)
     unknown = set(expected) - set(MODEL_CONFIG_KEYS)
     if unknown:
         raise ConfigError(f"unknown model settings {sorted(unknown)}; known: "
@@ -338,6 +350,44 @@ def load_expression_model(path, *, device="cpu", **expected) -> ExpressionTransf
         raise ConfigError(f"{path} has other model widths than expected: " + ", ".join(
             f"{k}={have} (expected {want})" for k, (have, want) in diff.items()))
     return model.to(device).eval()
+
+
+def resolve_expression_path(path=None) -> Path:
+    """The checkpoint file meant by ``path``: None / ``"generic"`` -> the shipped generic
+    model; a run directory -> its ``checkpoint.pt``; a file -> itself."""
+    if path is None or str(path) == GENERIC:
+        return pretrained_path(GENERIC_FILE)
+    path = Path(path)
+    return path / CHECKPOINT_NAME if path.is_dir() else path
+
+
+def export_expression_model(path, dst, *, half: bool = True, provenance: dict | None = None
+                            ) -> Path:
+    """Writes the weights of a trained model without the training state (optimizer, RNG):
+    a small file for shipping or sharing, loadable by :func:`load_expression_model`.
+
+    Args:
+        path: a checkpoint or run directory (as :func:`load_expression_model`).
+        dst: output file (written atomically).
+        half: store the weights as float16 (half the size; loading converts back to
+            float32; the codes change by about 1e-3 relative).
+        provenance: free-form facts stored with the weights (training data, metrics).
+
+    Raises:
+        as :func:`load_expression_model`.
+    """
+    model = load_expression_model(path)
+    dtype = torch.float16 if half else torch.float32
+    state = {"format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION,
+             "model_config": model.config(),
+             "model": {k: v.detach().to(dtype) if v.is_floating_point() else v
+                       for k, v in model.state_dict().items()},
+             "provenance": provenance or {}}
+    dst = Path(dst)
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(dst) as tmp:
+        torch.save(state, tmp)
+    return dst
 
 
 # ---------------------------------------------------------------------------------------------
@@ -401,6 +451,14 @@ def train_expression(pairs, out_dir, config: ExpressionTrainConfig | None = None
     val_w = None if val_pairs is None else _Windows(val_pairs, config.window, config.stride,
                                                     "val_pairs", train_w.dim)
     model_cfg = config.model_config(train_w.dim)
+    init_state = None
+    if config.init is not None:
+        init = load_expression_model(config.init)
+        model_cfg = init.config()
+        if model_cfg["in_dim"] != train_w.dim:
+            raise BadInputError(f"init model {config.init!r} takes {model_cfg['in_dim']}-d "
+                                f"features, the pairs have {train_w.dim}-d ones")
+        init_state = init.state_dict()
     ckpt = _read_checkpoint(ckpt_path) if resume else None  # before touching any state
     if ckpt is not None:
         _check_resume(ckpt, ckpt_path, model_cfg, config, train_w)
@@ -410,7 +468,7 @@ def train_expression(pairs, out_dir, config: ExpressionTrainConfig | None = None
     try:
         with torch.random.fork_rng(devices=fork_devices):
             return _train(config, device, out_dir, ckpt_path, train_w, val_w, model_cfg, ckpt,
-                          progress)
+                          progress, init_state)
     finally:
         np.random.set_state(caller_np)
         random.setstate(caller_py)
@@ -439,7 +497,8 @@ def _check_resume(ckpt, path, model_cfg, config, train_w) -> None:
                       f"exactly", stacklevel=3)
 
 
-def _train(config, device, out_dir, ckpt_path, train_w, val_w, model_cfg, ckpt, progress):
+def _train(config, device, out_dir, ckpt_path, train_w, val_w, model_cfg, ckpt, progress,
+           init_state=None):
     from torch.utils.tensorboard import SummaryWriter
     from tqdm.auto import tqdm
 
@@ -454,6 +513,8 @@ def _train(config, device, out_dir, ckpt_path, train_w, val_w, model_cfg, ckpt, 
         np.random.seed(config.seed % 2**32)
         random.seed(config.seed)
     model = ExpressionTransformer(**model_cfg).to(device)
+    if init_state is not None and ckpt is None:
+        model.load_state_dict(init_state)
     opt = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     step, epoch_sum, epoch_count = 0, 0.0, 0
     last_metrics: dict = {}

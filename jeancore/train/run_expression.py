@@ -19,7 +19,7 @@ from ..errors import BadInputError
 from ..data.pairs import (EmotionPair, align_pair, emotion_sequence, find_mead_clips,
                           find_pairs, read_pair_list)
 
-__all__ = ["collect_pairs", "clip_codes", "run_train_expression"]
+__all__ = ["collect_pairs", "clip_codes", "run_train_expression", "separability"]
 
 
 def collect_pairs(sources, *, identity: str | None = None, reference: str | None = None,
@@ -92,7 +92,7 @@ def run_train_expression(sources, out, *, identity: str | None = None,
     """
     from tqdm.auto import tqdm
 
-    from ..metrics import linear_separability, mean_feature_l1
+    from ..metrics import copy_previous_l1, mean_feature_l1
     from .expression import (ExpressionTrainConfig, evaluate_expression,
                              load_expression_model, train_expression)
 
@@ -139,11 +139,41 @@ def run_train_expression(sources, out, *, identity: str | None = None,
                              progress=progress)
             base = load_expression_model(out / "no_swap" / "checkpoint.pt")
             metrics["val_l1_no_swap"] = evaluate_expression(base, val)["l1"]
-    # separability of the codes over every clip's frames, labelled by the clip's emotion
-    codes = clip_codes(model, [clips[p] for p in sorted(clips)], out / "features")
-    labels = [c.emotion for c, feats, _, _ in codes for _ in range(len(feats))]
-    if len(set(labels)) >= 2:
-        for name, k in (("separability_e_l", 2), ("separability_e_e", 3)):
-            metrics[name] = linear_separability(np.concatenate([c[k] for c in codes]), labels)
+        mean = np.concatenate(tr).mean(0)
+        metrics["val_l1_copy_previous"] = sum(
+            copy_previous_l1([d[k] for d in val], model.window, mean) for k in ("a", "b"))
+    metrics.update(separability(model, [clips[p] for p in sorted(clips)], out / "features"))
+    save_json(out / "metrics.json", metrics)
+    return metrics
+
+
+def separability(model, clips, cache_dir) -> dict:
+    """How well a linear classifier tells the clips' emotions apart from e_e, from e_l and
+    from the input emotion features (every frame labelled by its clip's emotion), three ways:
+
+    * ``separability_e_*``: 5-fold cross-validation over frames (frames of one clip can be
+      on both sides, so it is optimistic);
+    * ``separability_e_*_time_split``: trained on the first half of every clip, tested on
+      the second halves;
+    * ``separability_e_*_heldout_identity`` (with 2+ identities): trained on the other
+      speakers' clips, tested on each speaker's own (leave-one-speaker-out).
+    """
+    from ..metrics import linear_separability
+
+    codes = clip_codes(model, clips, cache_dir)
+    labels = np.array([c.emotion for c, feats, _, _ in codes for _ in range(len(feats))])
+    out = {}
+    if len(set(labels)) < 2:
+        return out
+    halves = np.concatenate([np.arange(len(f)) >= len(f) // 2 for _, f, _, _ in codes])
+    speakers = np.array([c.identity for c, feats, _, _ in codes for _ in range(len(feats))])
+    for name, k in (("input", 1), ("e_l", 2), ("e_e", 3)):
+        x = np.concatenate([c[k] for c in codes])
+        out[f"separability_{name}"] = linear_separability(x, labels)
+        out[f"separability_{name}_time_split"] = linear_separability(x, labels, groups=halves)
+        if len(set(speakers)) >= 2:
+            out[f"separability_{name}_heldout_identity"] = linear_separability(
+                x, labels, groups=speakers)
+    return out
     save_json(out / "metrics.json", metrics)
     return metrics
