@@ -33,6 +33,8 @@ DATASETS = {
     "obama_8s_128": ("video/obama_20s_450.mp4", dict(max_seconds=8.0, size=128)),
     "lieu_6s_128": ("video/lieu_60s_256.mp4", dict(max_seconds=6.0, size=128)),
     "m030_neutral": ("mead/M030_neutral_level1_001.mp4", dict(no_audio=True, size=128)),
+    # a second, tiny speaker dataset: "a NeRF checkpoint of another dataset" (test_nerf_train)
+    "lieu_2s_64": ("video/lieu_60s_256.mp4", dict(max_seconds=2.0, size=64)),
     # Obama driven by a separate speech file (8 s of radio speech): audio_windows must
     # reproduce its audio_features.npy; also the pose / frozen-pose source of the render tests
     "obama_radio31_128": ("video/obama_20s_450.mp4",

@@ -1,0 +1,149 @@
+"""JEAN's NeRF pieces without a dataset: positional encoding, F_theta's shapes and its
+per-ray condition shortcut, the audio conditioner, and the renderer with the fused kernels
+against the pure-torch reference ops (values and gradients, same random draws)."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from jeancore.errors import BadInputError, ConfigError
+from jeancore.models import AudioEncoder
+from jeancore.nerf import (AudioConditioner, NerfMLP, NerfModel, RayOps, encoded_dim,
+                           positional_encoding, render_rays, smoothing_indices)
+
+
+def test_positional_encoding_layout_and_width():
+    x = torch.tensor([[0.3, -0.7, 1.1]])
+    pe = positional_encoding(x, 10)
+    assert pe.shape == (1, 63) == (1, encoded_dim(3, 10))
+    assert encoded_dim(3, 4) == 27
+    assert torch.equal(pe[:, :3], x)
+    for k in range(10):  # per frequency: the sines of the 3 coordinates, then the cosines
+        blk = pe[0, 3 + 6 * k: 3 + 6 * (k + 1)]
+        assert torch.allclose(blk[:3], torch.sin(2.0 ** k * x[0]), atol=1e-6)
+        assert torch.allclose(blk[3:], torch.cos(2.0 ** k * x[0]), atol=1e-6)
+    assert positional_encoding(torch.zeros(2, 5, 3), 4).shape == (2, 5, 27)
+    assert positional_encoding(x, 2, include_input=False).shape == (1, 12)
+    with pytest.raises(ValueError):
+        positional_encoding(x, 0, include_input=False)
+
+
+def test_mlp_shapes_and_layers():
+    m = NerfMLP()  # paper: 8 layers of 128, e_in 96, PE 10 / 4 frequencies
+    assert len(m.trunk) == 8 and all(layer.out_features == 128 for layer in m.trunk)
+    assert m.trunk[0].in_features == 63 + 96
+    assert m.trunk[5].in_features == 128 + 63 + 96          # NeRF skip after layer 4
+    assert m.view.in_features == 128 + 27 and m.view.out_features == 64
+    pts, dirs = torch.rand(7, 11, 3), F.normalize(torch.randn(7, 3), dim=-1)
+    rgb, sigma = m(pts, dirs, torch.randn(96))
+    assert rgb.shape == (7, 11, 3) and sigma.shape == (7, 11)
+    assert bool(((rgb > 0) & (rgb < 1)).all())
+    rgb2, sigma2 = m(pts, dirs, torch.randn(7, 96))           # one condition per ray
+    assert rgb2.shape == (7, 11, 3)
+    m2 = NerfMLP(cond_dim=40, depth=4, width=32, skips=(1,), pos_freqs=6, dir_freqs=2)
+    assert m2.trunk[0].in_features == 3 * 13 + 40 and m2.trunk[2].in_features == 32 + 39 + 40
+    assert NerfMLP.from_config(m2.config()).config() == m2.config()
+    assert bool((sigma >= 0).all())                          # softplus(raw - 1) by default
+    raw = NerfMLP(density_activation="relu")                 # AD-NeRF: raw, ReLU'd later
+    raw.load_state_dict(m.state_dict())
+    c = torch.randn(96)
+    torch.testing.assert_close(m(pts, dirs, c)[1], F.softplus(raw(pts, dirs, c)[1] - 1.0))
+    with pytest.raises(ConfigError):
+        NerfMLP(density_activation="exp")
+    with pytest.raises(BadInputError):
+        m(pts, dirs, torch.randn(95))
+    with pytest.raises(ConfigError):
+        NerfMLP(depth=4, skips=(3,))
+    with pytest.raises(ConfigError):
+        NerfMLP(width=0)
+
+
+def test_mlp_condition_shortcut_equals_concatenation():
+    """W_x gamma(x) + (W_e e + b) per ray is AD-NeRF's Linear(cat(gamma(x), e)) per sample."""
+    torch.manual_seed(0)
+    m = NerfMLP(cond_dim=96, width=64)
+    pts, dirs, cond = torch.rand(5, 9, 3) * 2 - 1, F.normalize(torch.randn(5, 3), dim=-1), \
+        torch.randn(5, 96)
+    rgb, sigma = m(pts, dirs, cond)
+    inp = torch.cat([positional_encoding(pts, 10), cond[:, None].expand(5, 9, 96)], -1)
+    h = inp
+    for i, layer in enumerate(m.trunk):
+        h = torch.relu(layer(h))
+        if i in m.skips:
+            h = torch.cat([inp, h], -1)
+    sig_ref = F.softplus(m.density(h).squeeze(-1) - 1.0)   # the default density activation
+    v = torch.cat([m.feature(h), positional_encoding(dirs, 4)[:, None].expand(5, 9, 27)], -1)
+    rgb_ref = torch.sigmoid(m.rgb(torch.relu(m.view(v))))
+    torch.testing.assert_close(sigma, sig_ref, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(rgb, rgb_ref, rtol=1e-5, atol=1e-5)
+
+
+def test_audio_conditioner_smoothing():
+    assert smoothing_indices(torch.tensor([0, 5, 9]), 10).tolist() == [
+        [0, 0, 0, 0, 0, 1, 2, 3], [1, 2, 3, 4, 5, 6, 7, 8], [5, 6, 7, 8, 9, 9, 9, 9]]
+    torch.manual_seed(0)
+    cond = AudioConditioner(AudioEncoder(in_dim=80), code_dim=32, seq_len=8)
+    audio = torch.randn(12, 16, 80)
+    seq = cond.sequence(audio)
+    assert seq.shape == (12, 32)
+    idx = smoothing_indices(torch.tensor([3]), 12)
+    torch.testing.assert_close(cond(audio[idx])[0], seq[3])
+    # the smoothed code is a convex combination of the window's codes
+    codes = cond.frame_codes(audio)
+    lo, hi = codes[idx[0]].min(0).values, codes[idx[0]].max(0).values
+    assert bool(((seq[3] >= lo - 1e-5) & (seq[3] <= hi + 1e-5)).all())
+    with pytest.raises(BadInputError):
+        cond(torch.randn(2, 7, 16, 80))
+    with pytest.raises(BadInputError):
+        cond(torch.randn(2, 8, 16, 29))   # features of another width than the encoder's
+
+
+def _rays(n, g):
+    # cameras about 10 dm in front of the head, looking at it (as the tracked cameras)
+    o = torch.tensor([0.0, 0.0, 10.0]) + 0.3 * torch.randn(n, 3, generator=g)
+    target = 0.5 * torch.randn(n, 3, generator=g)
+    d = target - o
+    d = d / (-d[:, 2:3])            # unit z-depth, as generate_rays
+    return o.contiguous(), d.contiguous()
+
+
+@pytest.mark.parametrize("stratified", [False, True])
+def test_fused_ops_equal_reference_ops_values_and_grads(stratified):
+    torch.manual_seed(0)
+    # float64: in float32 the two sample_pdf paths round the CDF differently, which moves the
+    # fine samples by ~1e-7 dm and the fine colours by ~1e-4
+    model = NerfModel(dict(cond_dim=16, width=32, depth=4, skips=(1,)), (0.0, 0.0, -0.5),
+                      1.5).double()
+    g = torch.Generator().manual_seed(1)
+    o, d = (v.double() for v in _rays(64, g))
+    bg = torch.rand(64, 3, generator=g, dtype=torch.float64)
+    cond = torch.randn(16, generator=g, dtype=torch.float64)
+    outs, grads = [], []
+    for backend in ("fused", "reference"):
+        model.zero_grad()
+        gen = torch.Generator().manual_seed(7)
+        bgr = bg.clone().requires_grad_(True)
+        out = render_rays(model, o, d, 9.0, 12.4, cond, bgr, n_coarse=16, n_fine=24,
+                          stratified=stratified, generator=gen, ray_ops=RayOps(backend))
+        loss = (out["rgb_coarse"] ** 2).sum() + (out["rgb_fine"] * torch.linspace(
+            0, 1, 3, dtype=torch.float64)).sum() + out["opacity_fine"].sum() + 0.1 * out["depth_fine"].sum()
+        loss.backward()
+        outs.append(out)
+        grads.append([p.grad.clone() for p in model.parameters()] + [bgr.grad.clone()])
+    for k in outs[0]:
+        torch.testing.assert_close(outs[0][k], outs[1][k], rtol=1e-9, atol=1e-9)
+    for a, b in zip(*grads):
+        torch.testing.assert_close(a, b, rtol=1e-7, atol=1e-9)
+    # the coarse rays see the head: not everything is background
+    assert float(outs[0]["opacity_fine"].detach().max()) > 0
+
+
+def test_ray_ops_backend_checked():
+    with pytest.raises(ConfigError):
+        RayOps("cuda-magic")
+    assert math.isclose(float(NerfModel(radius=2.0).normalize(torch.tensor([2.0, 0, 0]))[0]),
+                        1.0)
