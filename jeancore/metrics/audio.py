@@ -1,0 +1,122 @@
+"""Metrics of the landmark autoencoder and the contrastive audio encoder (JEAN Sec. 3.1).
+
+* :func:`retrieval_accuracy` -- audio-to-mouth retrieval: for each frame's audio code e_a,
+  rank the mouth codes e_m of a set of candidate frames of the same clip by cosine
+  similarity (Eq. 2's d); top-k accuracy = how often the frame's own mouth code is among the
+  k best. Chance is k / n_candidates.
+* :func:`swap_errors` -- the mouth-swap test of the landmark autoencoder: decode
+  (e_f of A, e_m of B) and measure the mouth points against B and the eye-nose points
+  against A.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..errors import BadInputError
+
+__all__ = ["retrieval_accuracy", "swap_errors"]
+
+
+def _as_tensor(x, name) -> torch.Tensor:
+    t = torch.from_numpy(np.asarray(x)) if not isinstance(x, torch.Tensor) else x
+    if not t.is_floating_point():
+        raise BadInputError(f"{name} must be a float array")
+    return t.detach().to("cpu", torch.float64)
+
+
+def retrieval_accuracy(audio_codes, mouth_codes, *, n_candidates: int = 32, trials: int = 10,
+                       seed: int = 0, ks=(1, 5)) -> dict:
+    """Audio-to-mouth retrieval among candidate frames of one clip.
+
+    Each trial draws ``n_candidates`` distinct frames (all frames when the clip has fewer; then
+    a single trial); every candidate's audio code queries the candidates' mouth codes ranked
+    by cosine similarity; a query succeeds at k when fewer than k other candidates score
+    strictly higher than its own frame.
+
+    Args:
+        audio_codes: float [T, C] e_a per frame (numpy or torch).
+        mouth_codes: float [T, C] e_m of the same frames.
+        n_candidates: frames per candidate set (32).
+        trials: random candidate sets (ignored when T <= n_candidates).
+        seed: seed of the candidate draws.
+        ks: the k of the top-k accuracies.
+
+    Returns:
+        dict: ``top{k}`` accuracy and ``chance_top{k}`` (= min(k, n) / n) for each k,
+        ``n_candidates`` used, ``queries`` (number of queries).
+
+    Raises:
+        BadInputError: shapes disagree or fewer than 2 frames.
+    """
+    a, m = _as_tensor(audio_codes, "audio_codes"), _as_tensor(mouth_codes, "mouth_codes")
+    if a.dim() != 2 or a.shape != m.shape:
+        raise BadInputError(f"audio_codes and mouth_codes must both be [T, C], got "
+                            f"{list(a.shape)} and {list(m.shape)}")
+    t = a.shape[0]
+    if t < 2:
+        raise BadInputError(f"retrieval needs at least 2 frames, got {t}")
+    n = min(int(n_candidates), t)
+    rng = np.random.default_rng(seed)
+    sets = [np.arange(t)] if t <= n else [np.sort(rng.choice(t, n, replace=False))
+                                          for _ in range(int(trials))]
+    a, m = F.normalize(a, dim=1), F.normalize(m, dim=1)
+    ranks = []
+    for s in sets:
+        idx = torch.from_numpy(s)
+        sim = a[idx] @ m[idx].t()                                  # [n, n]
+        own = sim.diagonal()[:, None]
+        ranks.append((sim > own).sum(1))
+    ranks = torch.cat(ranks)
+    out = {"n_candidates": n, "queries": int(ranks.numel())}
+    for k in ks:
+        out[f"top{k}"] = float((ranks < k).double().mean())
+        out[f"chance_top{k}"] = min(k, n) / n
+    return out
+
+
+@torch.no_grad()
+def swap_errors(autoencoder, pts_a: torch.Tensor, pts_b: torch.Tensor) -> dict:
+    """Mouth-swap test of the landmark autoencoder (JEAN Sec. 3.1, Eq. 1).
+
+    Decodes ``LD(e_f^A, e_m^B)`` and measures mean Euclidean point errors (in the units of
+    the normalised landmarks: inter-ocular distance 1, see
+    :func:`jeancore.models.audio.normalize_landmarks`).
+
+    Args:
+        autoencoder: :class:`~jeancore.models.audio.LandmarkAutoencoder` (eval mode is used).
+        pts_a, pts_b: float [B, 51, 2] normalised landmarks of frames A and B.
+
+    Returns:
+        dict: ``mouth_error`` (decoded mouth vs B's mouth), ``eye_error`` (decoded eye-nose
+        points vs A's), ``recon_error`` (plain LD(LE(A)) vs A, all points), and the
+        references ``mouth_distance_ab`` (A's mouth vs B's: the mouth error of a decoder that
+        ignored e_m^B) and ``eye_distance_ab`` (B's eye-nose vs A's).
+    """
+    was = autoencoder.training
+    autoencoder.eval()
+    try:
+        if pts_a.shape != pts_b.shape or pts_a.dim() != 3:
+            raise BadInputError(f"pts_a and pts_b must both be [B, 51, 2], got "
+                                f"{list(pts_a.shape)} and {list(pts_b.shape)}")
+        p = next(autoencoder.parameters())
+        pts_a, pts_b = pts_a.to(p.device, p.dtype), pts_b.to(p.device, p.dtype)
+        f_a, m_a = autoencoder.encode(pts_a)
+        _, m_b = autoencoder.encode(pts_b)
+        mix = autoencoder.decode(f_a, m_b)
+        rec = autoencoder.decode(f_a, m_a)
+        mouth = autoencoder.mouth
+        eye = slice(0, mouth.start)
+
+        def err(x, y):
+            return float((x - y).norm(dim=-1).mean())
+
+        return {"mouth_error": err(mix[:, mouth], pts_b[:, mouth]),
+                "eye_error": err(mix[:, eye], pts_a[:, eye]),
+                "recon_error": err(rec, pts_a),
+                "mouth_distance_ab": err(pts_a[:, mouth], pts_b[:, mouth]),
+                "eye_distance_ab": err(pts_a[:, eye], pts_b[:, eye])}
+    finally:
+        autoencoder.train(was)
