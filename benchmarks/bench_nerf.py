@@ -103,14 +103,15 @@ def throughput(dataset, cfg_kwargs, steps, warmup, enc, expr, cpu_memory=False) 
     return out
 
 
-def timed_training(dataset, cfg_kwargs, seconds, val_count, enc, expr, iters) -> dict:
+def timed_training(dataset, cfg_kwargs, seconds, val_count, enc, expr, iters,
+                   keep_run=None) -> dict:
     from jeancore.nerf import preset_config, train_nerf
 
     cfg = preset_config(**dict(cfg_kwargs, iters=iters, time_limit_s=seconds,
                                val_every=max(1, iters // val_count), checkpoint_every=10**9))
     with tempfile.TemporaryDirectory() as tmp:
         t0 = time.perf_counter()
-        res = train_nerf(dataset, Path(tmp) / "run", cfg, audio_encoder=enc,
+        res = train_nerf(dataset, Path(keep_run or Path(tmp) / "run"), cfg, audio_encoder=enc,
                          expression_model=expr, progress=False)
         wall = time.perf_counter() - t0
     return {"train_seconds": res["train_seconds"], "wall_seconds": wall, "steps": res["step"],
@@ -134,6 +135,8 @@ def main(argv=None) -> int:
     ap.add_argument("--val-count", type=int, default=8, help="validations during the timed run")
     ap.add_argument("--val-frames", type=int, default=4, help="validation frames rendered")
     ap.add_argument("--skip-throughput", action="store_true")
+    ap.add_argument("--keep-run", default=None,
+                    help="train the timed run into this folder (kept) instead of a temporary one")
     args = ap.parse_args(argv)
 
     from jeancore.nerf import preset_config
@@ -158,7 +161,8 @@ def main(argv=None) -> int:
         else:
             iters = int(args.iters)
         result["train"] = timed_training(args.dataset, cfg_kwargs, args.train_seconds,
-                                         args.val_count, enc, expr, max(iters, 1))
+                                         args.val_count, enc, expr, max(iters, 1),
+                                         args.keep_run)
     if "throughput" in result and result["throughput"]["fused"]["device"] == "cpu":
         # CPU peak memory last: the probe slows every allocation down for the rest of the run
         mem = throughput(args.dataset, cfg_kwargs, 2, 1, enc, expr, cpu_memory=True)

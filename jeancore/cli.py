@@ -203,7 +203,8 @@ def _run_plot_expression(args) -> int:
 
 # Sub-commands defined beside the code they drive: each module has ``register(sub)``, which adds
 # its parser(s) to the ``jean`` sub-parsers and imports nothing heavy until a command runs.
-_COMMAND_MODULES: tuple[str, ...] = ("jeancore.nerf.cli", "jeancore.train.run_audio")
+_COMMAND_MODULES: tuple[str, ...] = ("jeancore.train.run_audio", "jeancore.nerf.cli",
+                                      "jeancore.render.cli")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -61,6 +61,32 @@ def preprocessed(media, tmp_path_factory):
     return get
 
 
+# A small NeRF trained on 8 s of the real Obama clip (CPU, about a minute): shared by the NeRF
+# training tests and the rendering tests. A small network and few rays so that the run fits in
+# CI (2 cores); the paper's settings are the "full" preset. lr 1e-3 -> 1e-4 over the 100 steps.
+NERF_LEARN = dict(iters=100, resolution=64, n_rays=192, n_coarse=16, n_fine=16, width=64,
+                  lr=1e-3, lr_final=1e-4, val_every=0, val_frames=2, log_every=10,
+                  checkpoint_every=50, device="cpu")
+
+
+@pytest.fixture(scope="session")
+def trained_nerf(preprocessed, tmp_path_factory):
+    """(run directory, train_nerf's result) of NERF_LEARN on ``obama_8s_128`` with fresh
+    encoders (seed 0): a fresh audio encoder and a one-layer expression transformer."""
+    import torch
+
+    from jeancore.models import AudioEncoder, ExpressionTransformer
+    from jeancore.nerf import preset_config, train_nerf
+
+    out = tmp_path_factory.mktemp("nerf") / "run"
+    torch.manual_seed(0)  # fresh encoders: the NeRF fine-tunes the audio one anyway
+    enc, expr = AudioEncoder(in_dim=80), ExpressionTransformer(n_layers=1, ff_dim=256)
+    res = train_nerf(preprocessed("obama_8s_128").root, out,
+                     preset_config("cpu-smoke", **NERF_LEARN), audio_encoder=enc,
+                     expression_model=expr, progress=False)
+    return out, res
+
+
 def pytest_collection_modifyitems(config, items):
     for item in items:
         if "cuda" in item.keywords and not ops.cuda_available():

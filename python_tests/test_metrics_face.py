@@ -236,6 +236,12 @@ def test_evaluate_cross_and_table(clips):
     r = E.evaluate_cross(obama[:4], obama[30:60], obama[:2])   # source extended to 4 frames
     assert r["identity_distance"] < 0.02
     assert r["exp_diff"] >= 0 and r["lse_c"] is None and r["frames"] == 4
+    assert r["frames_with_face"] == 4
+    # an output without any face (an untrained model): n/a, not an error
+    blank = np.full((3, 64, 64, 3), 255, np.uint8)
+    r0 = E.evaluate_cross(blank, obama[30:60], obama[:3])
+    assert r0["frames_with_face"] == 0 and np.isnan(r0["identity_distance"])
+    assert np.isnan(r0["exp_diff"])
     table = E.format_table({"self-driven": {"psnr": 30.0, "ssim": 0.9, "lpips": None,
                                             "lmd": float("nan")}, "cross-driven": r})
     assert "unavailable (pass --lpips-weights" in table

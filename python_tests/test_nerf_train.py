@@ -18,11 +18,9 @@ from jeancore.errors import BadInputError, ConfigError
 from jeancore.models import AudioEncoder, ExpressionTransformer
 from jeancore.nerf import load_nerf_run, preset_config, train_nerf
 
-# a small network and few rays so that the run fits in CI (2 cores); the paper's settings are
-# the "full" preset. lr 1e-3 -> 1e-4 over the 100 steps (the paper: 5e-4 -> 5e-5 over 400k).
-LEARN = dict(iters=100, resolution=64, n_rays=192, n_coarse=16, n_fine=16, width=64,
-             lr=1e-3, lr_final=1e-4, val_every=0, val_frames=2, log_every=10,
-             checkpoint_every=50, device="cpu")
+from conftest import NERF_LEARN
+
+LEARN = NERF_LEARN  # the settings of the session fixture trained_nerf (conftest)
 TINY = dict(iters=6, resolution=32, n_rays=64, n_coarse=8, n_fine=8, width=32, depth=4,
             skips=(1,), val_every=0, val_frames=1, val_at_start=False, checkpoint_every=2,
             log_every=1, device="cpu")
@@ -39,12 +37,8 @@ def dataset(preprocessed):
 
 
 @pytest.fixture(scope="module")
-def learned(dataset, tmp_path_factory):
-    out = tmp_path_factory.mktemp("nerf") / "run"
-    enc, expr = _encoders()
-    res = train_nerf(dataset, out, preset_config("cpu-smoke", **LEARN), audio_encoder=enc,
-                     expression_model=expr, progress=False)
-    return out, res
+def learned(trained_nerf):
+    return trained_nerf
 
 
 def test_training_learns_the_face(learned):

@@ -79,8 +79,9 @@ class NerfRun:
         Raises:
             BadInputError: wrong shape or non-finite values.
         """
-        x = torch.as_tensor(np.asarray(features) if not isinstance(features, torch.Tensor)
-                            else features, dtype=torch.float32)
+        x = torch.as_tensor(np.ascontiguousarray(features)
+                            if not isinstance(features, torch.Tensor) else features,
+                            dtype=torch.float32)
         return self.expression.expression_codes(x.cpu()).to(self.device)
 
     @torch.no_grad()
@@ -91,7 +92,7 @@ class NerfRun:
         Raises:
             BadInputError: features of another width or window than the encoder's.
         """
-        a = torch.as_tensor(np.asarray(audio_windows) if not isinstance(audio_windows,
+        a = torch.as_tensor(np.ascontiguousarray(audio_windows) if not isinstance(audio_windows,
                                                                         torch.Tensor)
                             else audio_windows, dtype=torch.float32).to(self.device)
         if a.dim() != 3 or a.shape[1:] != (self.audio_window, self.audio_dim):
@@ -125,8 +126,8 @@ class NerfRun:
     @torch.no_grad()
     def render_frames(self, camera_to_head, audio_windows, expression_codes, *,
                       size: int | None = None, background="white", chunk_rays: int = 16384,
-                      n_coarse: int | None = None, n_fine: int | None = None
-                      ) -> Iterator[np.ndarray]:
+                      n_coarse: int | None = None, n_fine: int | None = None,
+                      as_float: bool = False) -> Iterator[np.ndarray]:
         """Render a sequence, one frame at a time, ``chunk_rays`` rays per network pass.
 
         Args:
@@ -140,16 +141,17 @@ class NerfRun:
                 background) or a colour [3] / image [size, size, 3] (float in [0, 1] or uint8).
             chunk_rays: rays per pass (bounds memory).
             n_coarse, n_fine: samples per ray (default: the training values).
+            as_float: yield float32 RGB in [0, 1] instead of uint8 (no quantisation).
 
         Yields:
-            uint8 [size, size, 3] RGB frames.
+            uint8 (or float32 with ``as_float``) [size, size, 3] RGB frames.
 
         Raises:
             BadInputError: the three inputs have different lengths or wrong shapes.
         """
-        c2w = torch.as_tensor(np.asarray(camera_to_head) if not isinstance(
+        c2w = torch.as_tensor(np.ascontiguousarray(camera_to_head) if not isinstance(
             camera_to_head, torch.Tensor) else camera_to_head, dtype=torch.float32)
-        codes = torch.as_tensor(np.asarray(expression_codes) if not isinstance(
+        codes = torch.as_tensor(np.ascontiguousarray(expression_codes) if not isinstance(
             expression_codes, torch.Tensor) else expression_codes, dtype=torch.float32)
         if c2w.dim() != 3 or c2w.shape[1:] not in ((4, 4), (3, 4)):
             raise BadInputError(f"camera_to_head must be [T, 4, 4], got {list(c2w.shape)}")
@@ -175,7 +177,8 @@ class NerfRun:
                                self.far, cond[t], bg, n_coarse=nc, n_fine=nf,
                                chunk_rays=int(chunk_rays), ray_ops=self.ray_ops,
                                amp=self.device.type == "cuda")
-            yield (img * 255).round().byte().cpu().numpy()
+            yield img.float().cpu().numpy() if as_float else \
+                (img * 255).round().byte().cpu().numpy()
 
     def check_dataset(self, root) -> None:
         """Raises BadInputError when the dataset at ``root`` has other audio features than

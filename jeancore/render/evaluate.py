@@ -131,10 +131,13 @@ def evaluate_cross(pred_frames, identity_frames, expression_frames, *,
 
     Returns:
         dict: ``identity_distance`` (cosine distance of mean dlib descriptors), ``exp_diff``
-        (MSE of the 10 3DMM expression coefficients), ``lse_c`` (or None), ``frames``.
+        (MSE of the 10 3DMM expression coefficients), ``lse_c`` (or None), ``frames``,
+        ``frames_with_face`` (output frames where the detector found a face). When no output
+        frame has a face (an untrained or broken model), identity distance and Exp-Diff are
+        NaN ("n/a (no face found)" in :func:`format_table`), not an error.
 
     Raises:
-        BadInputError: no face in the output, the identity or the expression frames.
+        BadInputError: no face in the identity or the expression frames.
     """
     from .sources import fit_length
 
@@ -143,12 +146,18 @@ def evaluate_cross(pred_frames, identity_frames, expression_frames, *,
     expr = _frames(expression_frames, "expression_frames")
     if len(expr) != len(pred):
         expr = fit_length(expr, len(pred), mode)
-    return {
-        "identity_distance": F.identity_distance(pred, ident, max_identity_frames),
-        "exp_diff": F.exp_diff_frames(pred, expr),
-        "lse_c": F.lse_c(pred, wav, syncnet_weights),
-        "frames": int(len(pred)),
-    }
+    marks = F.landmarks_of_frames(pred)
+    n_face = int(np.isfinite(marks).all(axis=(1, 2)).sum())
+    if n_face:
+        ident_d = F.identity_distance(pred, ident, max_identity_frames)
+        size = (pred.shape[2], pred.shape[1])
+        e_diff = F.exp_diff(F.expression_parameters(landmarks=marks, image_size=size),
+                            F.expression_parameters(expr))
+    else:
+        ident_d = e_diff = float("nan")
+    return {"identity_distance": ident_d, "exp_diff": e_diff,
+            "lse_c": F.lse_c(pred, wav, syncnet_weights), "frames": int(len(pred)),
+            "frames_with_face": n_face}
 
 
 def _fmt_value(name, v):
