@@ -1,6 +1,8 @@
 # jeancore developer and user entry points. Everything installs into ./.venv (created with
 # --system-site-packages, so a torch you already have, e.g. a CUDA build, is kept and used).
 #
+#   make demo        the main job: preprocess a real video, train, render an mp4 with sound,
+#                    evaluate (VIDEO=..., AUDIO=..., EXPRESSION=... to use your own files)
 #   make test        set up everything on a fresh machine and run the test suite
 #   make install     set up and build/install jeancore only
 #   make bench       kernel benchmarks -> docs/benchmarks.md numbers (benchmarks/results/*.json)
@@ -21,7 +23,7 @@ BUILD_TOOLS  = "scikit-build-core>=0.10" "cmake>=3.26" ninja
 
 export JEAN_MEDIA
 
-.PHONY: test install bench cuda-check clean
+.PHONY: test install demo bench cuda-check clean
 
 $(VENV)/.ready: pyproject.toml
 	@test -x $(VPY) || $(PYTHON) -m venv --system-site-packages $(VENV)
@@ -40,6 +42,16 @@ test: install
 	@test -d "$(JEAN_MEDIA)" || { echo "JEAN_MEDIA=$(JEAN_MEDIA) does not exist: point it at the shared media folder"; exit 1; }
 	@# run from python_tests/ so the installed package, not the source tree, is imported
 	cd python_tests && ../$(VPY) -m pytest $(PYTEST_ARGS)
+
+VIDEO      ?= $(JEAN_MEDIA)/video/obama_20s_450.mp4
+AUDIO      ?= $(JEAN_MEDIA)/audio/radio31_8s_en.wav
+EXPRESSION ?= $(JEAN_MEDIA)/video/sad_woman_20s_640x360.mp4
+DEMO_OUT   ?=
+
+demo: install
+	@test -f "$(VIDEO)" || { echo "VIDEO=$(VIDEO) not found: set JEAN_MEDIA or VIDEO"; exit 1; }
+	$(VPY) examples/demo.py --video "$(VIDEO)" --audio "$(AUDIO)" \
+	  --expression "$(EXPRESSION)" $(if $(DEMO_OUT),--out "$(DEMO_OUT)")
 
 bench: install
 	$(VPY) benchmarks/bench_ops.py

@@ -36,7 +36,7 @@ def main(argv=None) -> int:
     ap.add_argument("--video", default=str(media / "video/obama_20s_450.mp4"))
     ap.add_argument("--audio", default=str(media / "audio/radio31_8s_en.wav"))
     ap.add_argument("--expression", default=str(media / "video/sad_woman_20s_640x360.mp4"))
-    ap.add_argument("--out", default=str(REPO / "runs" / "demo"))
+    ap.add_argument("--out", default=None, help="output folder (default runs/demo/<video name>)")
     ap.add_argument("--preset", default=None, help="cpu-smoke | full (default: by device)")
     ap.add_argument("--iters", type=int, default=None, help="NeRF iterations (preset's)")
     ap.add_argument("--train-audio", action="store_true",
@@ -54,7 +54,7 @@ def main(argv=None) -> int:
     from jeancore.render.pipeline import render
     from jeancore.render.run_eval import evaluate_run
 
-    out = Path(args.out)
+    out = Path(args.out) if args.out else REPO / "runs" / "demo" / Path(args.video).stem
     gpu = torch.cuda.is_available()
     t0 = time.perf_counter()
     times = {}

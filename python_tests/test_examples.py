@@ -6,6 +6,7 @@ import importlib.util
 import subprocess
 import sys
 
+import pytest
 import torch
 
 from conftest import REPO
@@ -37,3 +38,39 @@ def test_dtw_speech_example_runs(media):
     assert "401 frames vs 501 frames" in out
     median = float(out.split("median ")[1].split(" frames")[0])
     assert median <= 1.5, out
+
+
+@pytest.fixture(scope="module")
+def short_speech(media, tmp_path_factory):
+    """The first 1.2 s of a real radio speech clip."""
+    import soundfile as sf
+
+    wav, sr = sf.read(media / "audio" / "radio31_8s_en.wav", dtype="float32")
+    path = tmp_path_factory.mktemp("speech") / "speech.wav"
+    sf.write(path, wav[: int(1.2 * sr)], sr)
+    return path
+
+
+def _decoded_frames(path):
+    import av
+
+    with av.open(str(path)) as c:
+        assert len(c.streams.audio) == 1
+        return sum(1 for _ in c.decode(c.streams.video[0]))
+
+
+@pytest.mark.parametrize("example,extra", [
+    ("dub_new_audio", []),
+    ("transfer_expression", ["EXPR", "--audio", "SPEECH"]),
+    ("interpolate_expression", ["EXPR", "EXPR2", "--audio", "SPEECH"]),
+])
+def test_rendering_examples(example, extra, trained_nerf, short_speech, media, tmp_path):
+    """Each rendering example makes a 1.2 s mp4 with sound from the session's trained NeRF."""
+    out = tmp_path / f"{example}.mp4"
+    subst = {"EXPR": str(media / "video/aoc_8s_512.mp4"),
+             "EXPR2": str(media / "video/sad_woman_20s_640x360.mp4"),
+             "SPEECH": str(short_speech)}
+    args = [str(trained_nerf[0])] + ([str(short_speech)] if example == "dub_new_audio" else [])
+    args += [subst.get(a, a) for a in extra] + ["--out", str(out), "--size", "32"]
+    assert load_example(example).main(args) == 0
+    assert _decoded_frames(out) == 30
