@@ -61,7 +61,8 @@ def throughput(dataset, cfg_kwargs, steps, warmup, enc, expr, cpu_memory=False) 
     import copy
 
     from jeancore.nerf.data import load_nerf_data
-    from jeancore.nerf.train import _device, _Trainer, preset_config
+    from jeancore.nerf.train import _Trainer, preset_config
+    from jeancore.train._common import resolve_device
 
     cfg0 = preset_config(**cfg_kwargs)
     data = load_nerf_data(dataset, cfg0.resolution)
@@ -69,7 +70,7 @@ def throughput(dataset, cfg_kwargs, steps, warmup, enc, expr, cpu_memory=False) 
     out = {}
     for backend in ("fused", "reference"):
         cfg = preset_config(**dict(cfg_kwargs, ops=backend))
-        dev = _device(cfg.device)
+        dev = resolve_device(cfg.device)
         tr = _Trainer(data, cfg, dev, copy.deepcopy(enc), expr, codes)
         codes = tr.expr_codes.cpu()
         sync = (lambda: torch.cuda.synchronize(dev)) if dev.type == "cuda" else (lambda: None)

@@ -192,6 +192,32 @@ class _ScanDetector:
         return None
 
 
+def scan_face_boxes(frames, n: int, fps: float, *, keep: list | None = None):
+    """Face boxes of a clip from about 5 frames per second (at most 100 frames), as the
+    decode step chooses its crop from them.
+
+    Args:
+        frames: iterable of the clip's uint8 RGB frames (n of them).
+        n: number of frames; fps: their rate.
+        keep: a list to append every frame to (to reuse the decoded frames), or None.
+
+    Returns:
+        (boxes: list of (x0, y0, x1, y1), frames examined, step between them).
+    """
+    step = max(1, int(round(fps / 5)), -(-n // 100))
+    scan = _ScanDetector()
+    boxes, looked = [], 0
+    for i, frame in enumerate(frames):
+        if keep is not None:
+            keep.append(frame)
+        if i % step == 0:
+            looked += 1
+            box = scan(frame)
+            if box is not None:
+                boxes.append(box)
+    return boxes, looked, step
+
+
 # ------------------------------------------------------------------------------------------
 # the step runner
 # ------------------------------------------------------------------------------------------
@@ -351,22 +377,13 @@ def _step_decode(ctx: _Context) -> dict:
     if n < 1:
         raise BadInputError(f"{ctx.video}: shorter than one frame at {cfg.fps:g} fps")
 
-    # find the face over the clip (about 5 samples per second, at most 100)
-    step = max(1, int(round(cfg.fps / 5)), -(-n // 100))
-    scan = _ScanDetector()
-    boxes, looked = [], 0
-    # keep the decoded frames for the crop pass when they fit in the memory budget
+    # find the face over the clip; keep the decoded frames for the crop pass when they fit
+    # in the memory budget
     budget = _FRAME_BUFFER_BYTES // max(1, info.width * info.height * 3)
     buffer: list | None = [] if n <= budget else None
-    for i, frame in enumerate(ctx.bar(iter_frames(ctx.video, cfg.fps, max_frames=n),
-                                      "find face", n)):
-        if buffer is not None:
-            buffer.append(frame)
-        if i % step == 0:
-            looked += 1
-            box = scan(frame)
-            if box is not None:
-                boxes.append(box)
+    boxes, looked, step = scan_face_boxes(
+        ctx.bar(iter_frames(ctx.video, cfg.fps, max_frames=n), "find face", n), n, cfg.fps,
+        keep=buffer)
     if not boxes:
         raise BadInputError(
             f"{ctx.video}: no face found in any of the {looked} frames examined (every "

@@ -30,7 +30,6 @@ import math
 import signal
 import threading
 import time
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -41,6 +40,7 @@ import torch.nn.functional as F
 from .. import ops
 from .._io import atomic_path, save_image, save_json
 from ..errors import BadInputError, ConfigError
+from ..train._common import resolve_device
 from .conditioning import AudioConditioner, smoothing_indices
 from .data import NerfData, load_nerf_data
 from .model import NerfModel
@@ -172,7 +172,7 @@ def preset_config(name: str | None = None, device: str = "auto", **overrides) ->
     Raises:
         ConfigError: unknown preset or field.
     """
-    dev = _device(device)
+    dev = resolve_device(device)
     if name is None:
         name = "full" if dev.type == "cuda" else "cpu-smoke"
     if name not in PRESETS:
@@ -182,18 +182,6 @@ def preset_config(name: str | None = None, device: str = "auto", **overrides) ->
     if bad:
         raise ConfigError(f"unknown NeRF training settings {sorted(bad)}")
     return NerfTrainConfig(**{**PRESETS[name], "preset": name, "device": device, **overrides})
-
-
-def _device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(name)
-    except (RuntimeError, TypeError) as e:
-        raise ConfigError(f"bad device {name!r}") from e
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"device {name!r} requested but CUDA is not available")
-    return dev
 
 
 # ---------------------------------------------------------------------------------------------
@@ -606,7 +594,7 @@ def train_nerf(dataset_dir, out_dir, config: NerfTrainConfig | None = None, *,
     if not isinstance(config, NerfTrainConfig):
         raise ConfigError(f"config must be a NerfTrainConfig, got {type(config).__name__}")
     config.validate()
-    device = _device(config.device)
+    device = resolve_device(config.device)
     out_dir = Path(out_dir)
     ckpt_path = out_dir / CHECKPOINT_NAME
     if not resume and ckpt_path.exists():

@@ -251,7 +251,7 @@ def _face_video(path, fps, max_seconds, max_frames, size, max_gap, detector, pro
     decode step (scan for the face about 5 times per second, :func:`choose_crop`), and detect
     68 landmarks per frame with short gaps interpolated (:func:`detect_landmarks`)."""
     from ..data.landmarks import detect_landmarks
-    from ..data.pipeline import _ScanDetector, choose_crop
+    from ..data.pipeline import choose_crop, scan_face_boxes
     from ..data.video import iter_frames, output_frame_count, probe_video
 
     info = probe_video(path)
@@ -261,15 +261,7 @@ def _face_video(path, fps, max_seconds, max_frames, size, max_gap, detector, pro
         n = min(n, int(max_frames))
     if n < 1:
         raise BadInputError(f"{path}: shorter than one frame at {fps:g} fps")
-    step = max(1, int(round(fps / 5)), -(-n // 100))
-    scan = _ScanDetector()
-    boxes, looked = [], 0
-    for i, frame in enumerate(iter_frames(path, fps, max_frames=n)):
-        if i % step == 0:
-            looked += 1
-            box = scan(frame)
-            if box is not None:
-                boxes.append(box)
+    boxes, looked, step = scan_face_boxes(iter_frames(path, fps, max_frames=n), n, fps)
     if not boxes:
         raise BadInputError(f"{path}: no face found in any of the {looked} frames examined "
                             f"(every {step / fps:.2f} s over {n / fps:.2f} s); a driving video "

@@ -50,6 +50,7 @@ import torch
 
 from .._io import atomic_path, save_json
 from ..errors import BadInputError, ConfigError
+from ._common import rng_state, set_rng_state
 from ..models.audio import (AudioEncoder, LandmarkAutoencoder, info_nce, mouth_swap_loss,
                             normalize_landmarks)
 
@@ -609,33 +610,6 @@ def _allreduce_sum(values: list[float], device) -> list[float]:
     return t.tolist()
 
 
-def _rng_state(device: torch.device) -> dict:
-    np_state = np.random.get_state()
-    state = {"torch": torch.get_rng_state(),
-             "numpy": {"name": np_state[0], "keys": torch.from_numpy(np_state[1].astype(np.int64)),
-                       "pos": int(np_state[2]), "has_gauss": int(np_state[3]),
-                       "cached_gaussian": float(np_state[4])},
-             "python": random.getstate()}
-    if device.type == "cuda":
-        state["cuda"] = torch.cuda.get_rng_state(device)
-    return state
-
-
-def _set_rng_state(state: dict, device: torch.device) -> None:
-    torch.set_rng_state(state["torch"])
-    n = state["numpy"]
-    np.random.set_state((n["name"], n["keys"].numpy().astype(np.uint32), n["pos"],
-                         n["has_gauss"], n["cached_gaussian"]))
-    random.setstate(state["python"])
-    if device.type == "cuda" and "cuda" in state:
-        torch.cuda.set_rng_state(state["cuda"], device)
-
-
-# ---------------------------------------------------------------------------------------------
-# evaluation
-# ---------------------------------------------------------------------------------------------
-
-@torch.no_grad()
 def evaluate_audio(model: AudioModel, datasets, *, split: str = "val", n_candidates: int = 32,
                    trials: int = 10, seed: int = 0) -> dict:
     """Audio-to-mouth retrieval and the landmark-autoencoder swap test on a split.
@@ -884,7 +858,7 @@ def _run_stage(stage, model, frames, config, out_dir, resume, progress, rank, wo
         step = int(ckpt["step"])
         kinds = np.asarray(ckpt.get("negative_kinds", [0, 0, 0]), np.int64)
         last = dict(ckpt.get("metrics", {}))
-        _set_rng_state(ckpt["rng"], device)
+        set_rng_state(ckpt["rng"], device)
     for g in opt.param_groups:  # settings may change on resume
         g["weight_decay"] = config.ae_weight_decay if stage == "landmark" \
             else config.audio_weight_decay
@@ -904,7 +878,7 @@ def _run_stage(stage, model, frames, config, out_dir, resume, progress, rank, wo
                  "optimizer": opt.state_dict(), "step": step, "total": total,
                  "steps_per_epoch": spe,
                  "order": {"batch_size": bs, "seed": config.seed, "n_frames": frames.n},
-                 "data_fingerprint": frames.fingerprint, "rng": _rng_state(device),
+                 "data_fingerprint": frames.fingerprint, "rng": rng_state(device),
                  "negative_kinds": [int(k) for k in kinds], "metrics": dict(last),
                  "anchor_fingerprint": anchors,
                  "features": data[0].features,
@@ -913,7 +887,7 @@ def _run_stage(stage, model, frames, config, out_dir, resume, progress, rank, wo
             torch.save(state, tmp)
 
     # validation data (rank 0 only, no collectives)
-    val_pts, val_aud, val_em = [], [], []
+    val_pts, val_aud = [], []
     if rank == 0:
         for d in data:
             idx = d.split("val")

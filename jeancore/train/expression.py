@@ -31,6 +31,7 @@ import torch
 
 from .._assets import pretrained_path
 from .._io import atomic_path
+from ._common import resolve_device, rng_state, set_rng_state
 from ..errors import BadInputError, ConfigError
 from ..models.expression import MODEL_CONFIG_KEYS, ExpressionTransformer, expression_loss
 
@@ -265,28 +266,6 @@ def evaluate_expression(model: ExpressionTransformer, pairs, *, window: int | No
 # checkpoints
 # ---------------------------------------------------------------------------------------------
 
-def _rng_state(device: torch.device) -> dict:
-    np_state = np.random.get_state()
-    state = {"torch": torch.get_rng_state(),
-             "numpy": {"name": np_state[0], "keys": torch.from_numpy(np_state[1].astype(np.int64)),
-                       "pos": int(np_state[2]), "has_gauss": int(np_state[3]),
-                       "cached_gaussian": float(np_state[4])},
-             "python": random.getstate()}
-    if device.type == "cuda":
-        state["cuda"] = torch.cuda.get_rng_state(device)
-    return state
-
-
-def _set_rng_state(state: dict, device: torch.device) -> None:
-    torch.set_rng_state(state["torch"])
-    n = state["numpy"]
-    np.random.set_state((n["name"], n["keys"].numpy().astype(np.uint32), n["pos"],
-                         n["has_gauss"], n["cached_gaussian"]))
-    random.setstate(state["python"])
-    if device.type == "cuda" and "cuda" in state:
-        torch.cuda.set_rng_state(state["cuda"], device)
-
-
 def _read_checkpoint(path) -> dict:
     path = Path(path)
     if not path.is_file():
@@ -394,18 +373,6 @@ def export_expression_model(path, dst, *, half: bool = True, provenance: dict | 
 # training
 # ---------------------------------------------------------------------------------------------
 
-def _device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(name)
-    except (RuntimeError, TypeError) as e:
-        raise ConfigError(f"bad device {name!r}") from e
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"device {name!r} requested but CUDA is not available")
-    return dev
-
-
 def train_expression(pairs, out_dir, config: ExpressionTrainConfig | None = None, *,
                      val_pairs=None, resume: bool = False, progress: bool = True) -> dict:
     """Trains one (identity-specific) expression transformer (Sec. 3.2, suppl. 8.3).
@@ -443,7 +410,7 @@ def train_expression(pairs, out_dir, config: ExpressionTrainConfig | None = None
         raise ConfigError(f"config must be an ExpressionTrainConfig, got "
                           f"{type(config).__name__}")
     config.validate()
-    device = _device(config.device)
+    device = resolve_device(config.device)
     out_dir = Path(out_dir)
     ckpt_path = out_dir / CHECKPOINT_NAME
 
@@ -526,7 +493,7 @@ def _train(config, device, out_dir, ckpt_path, train_w, val_w, model_cfg, ckpt, 
         step = int(ckpt["step"])
         epoch_sum, epoch_count = float(ckpt["epoch_l1"][0]), int(ckpt["epoch_l1"][1])
         last_metrics = dict(ckpt.get("metrics", {}))
-        _set_rng_state(ckpt["rng"], device)
+        set_rng_state(ckpt["rng"], device)
     train_w.to(device)
     if val_w is not None:
         val_w.to(device)
@@ -543,7 +510,7 @@ def _train(config, device, out_dir, ckpt_path, train_w, val_w, model_cfg, ckpt, 
                  "optimizer": opt.state_dict(), "step": step, "epoch": step // spe,
                  "steps_per_epoch": spe, "n_windows": n_win,
                  "data_fingerprint": train_w.fingerprint,
-                 "train_config": dataclasses.asdict(config), "rng": _rng_state(device),
+                 "train_config": dataclasses.asdict(config), "rng": rng_state(device),
                  "epoch_l1": [epoch_sum, epoch_count], "metrics": dict(last_metrics)}
         with atomic_path(ckpt_path) as tmp:
             torch.save(state, tmp)

@@ -175,5 +175,3 @@ def separability(model, clips, cache_dir) -> dict:
             out[f"separability_{name}_heldout_identity"] = linear_separability(
                 x, labels, groups=speakers)
     return out
-    save_json(out / "metrics.json", metrics)
-    return metrics
