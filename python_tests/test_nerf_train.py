@@ -165,3 +165,45 @@ def test_training_path_needs_no_media_libraries(dataset):
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
                        timeout=300)
     assert r.returncode == 0, r.stderr[-2000:]
+
+
+@pytest.mark.parametrize("random_background", [True, False])
+def test_random_background_targets(dataset, tmp_path, monkeypatch, random_background):
+    """With random_background every ray outside the head (parsing) gets one random colour as
+    its target and as its background sample; head rays keep their pixel; without it, the
+    dataset's background and pixels are used (AD-NeRF)."""
+    import jeancore.nerf.train as T
+    from jeancore.nerf.data import load_nerf_data
+
+    seen = []
+    real = T.render_rays
+
+    def spy(model, rays_o, rays_d, near, far, cond, bg, **kw):
+        seen.append(bg.clone())
+        return real(model, rays_o, rays_d, near, far, cond, bg, **kw)
+
+    losses = []
+    monkeypatch.setattr(T, "render_rays", spy)
+    monkeypatch.setattr(T.F, "mse_loss", lambda a, b: (losses.append(b.clone()),
+                                                       ((a - b) ** 2).mean())[1])
+    enc, expr = _encoders()
+    data = load_nerf_data(dataset, 32)
+    cfg = preset_config("cpu-smoke", **dict(TINY, random_background=random_background))
+    tr = T._Trainer(data, cfg, torch.device("cpu"), enc, expr, None)
+    gen = tr.gen.get_state()
+    k = int(torch.randint(len(tr.train_idx), (1,), generator=tr.gen))
+    j = int(data.train_idx[k])
+    rows, cols = tr.sample_pixels(j)
+    tr.gen.set_state(gen)
+    tr.train_step()
+    bg, target = seen[0], losses[0]
+    head = data.head_mask[j, rows, cols]
+    pixels = data.images[j, rows, cols].float() / 255
+    assert 0 < int(head.sum()) < len(head)
+    torch.testing.assert_close(target[head], pixels[head])
+    if random_background:
+        torch.testing.assert_close(target[~head], bg[~head])
+        assert bg.std() > 0.2  # random colours, not the dataset's background
+    else:
+        torch.testing.assert_close(bg, data.background[rows, cols].float() / 255)
+        torch.testing.assert_close(target, pixels)

@@ -36,6 +36,10 @@ def register(sub) -> None:
                         "pure-PyTorch reference")
     p.add_argument("--device", default="auto", help="torch device (default: CUDA if present)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--fixed-background", action="store_true",
+                   help="train against the dataset's background only (AD-NeRF); the default "
+                        "gives the space around the head random colours so that it renders "
+                        "transparent, e.g. on white")
     p.add_argument("--resume", action="store_true", help="continue an interrupted run")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_run)
@@ -44,7 +48,8 @@ def register(sub) -> None:
 def _run(args) -> int:
     from .train import preset_config, train_nerf
 
-    over = {"ops": args.ops, "seed": args.seed}
+    over = {"ops": args.ops, "seed": args.seed,
+            "random_background": not args.fixed_background}
     if args.iters is not None:
         over["iters"] = args.iters
     if args.resolution is not None:

@@ -79,6 +79,8 @@ class NerfData:
         root: dataset folder. fingerprint: :func:`dataset_fingerprint`.
         size: side of the images here (pixels); dataset_size: side in the dataset.
         images: uint8 [T, size, size, 3], the head over the background (the NeRF target).
+        head_mask: bool [T, size, size], the head pixels (parsing label 2), or None when the
+            images were not read.
         background: uint8 [size, size, 3].
         camera_to_head: float32 [T, 4, 4] (OpenGL camera axes, decimetres).
         intrinsics: (fx, fy, cx, cy) in pixels at ``size``. near, far: z-depths (decimetres).
@@ -94,6 +96,7 @@ class NerfData:
     size: int
     dataset_size: int
     images: torch.Tensor
+    head_mask: torch.Tensor | None
     background: torch.Tensor
     camera_to_head: torch.Tensor
     intrinsics: tuple
@@ -135,6 +138,7 @@ def load_nerf_data(root, resolution: int | None = None, *, images: bool = True) 
             fewer than 2 frames in a split.
     """
     from ..data.dataset import TalkingHeadDataset
+    from ..data.parsing import LABEL_HEAD
 
     ds = TalkingHeadDataset(root, "all", images=False)
     if not ds.has_audio:
@@ -149,9 +153,17 @@ def load_nerf_data(root, resolution: int | None = None, *, images: bool = True) 
     size = ds.size if resolution is None else min(int(resolution), ds.size)
     scale = size / ds.size
     imgs = np.zeros((n, size, size, 3), np.uint8)
+    head = None
     if images:
+        import cv2
+
+        head = np.zeros((n, size, size), bool)
         for j in range(n):
             imgs[j] = _resize(ds.head_image(j), size)
+            lab = ds.parsing(j)
+            if lab.shape[0] != size:
+                lab = cv2.resize(lab, (size, size), interpolation=cv2.INTER_NEAREST)
+            head[j] = lab == LABEL_HEAD
     fx, fy, cx, cy = ds.intrinsics
     with np.load(Path(root) / "tracking.npz") as z:
         center = np.asarray(z["head_center"], np.float32) if "head_center" in z.files else \
@@ -161,6 +173,7 @@ def load_nerf_data(root, resolution: int | None = None, *, images: bool = True) 
     return NerfData(
         root=Path(root), fingerprint=dataset_fingerprint(root), size=size,
         dataset_size=ds.size, images=torch.from_numpy(imgs),
+        head_mask=None if head is None else torch.from_numpy(head),
         background=torch.from_numpy(np.ascontiguousarray(_resize(ds.background, size))),
         camera_to_head=torch.from_numpy(np.ascontiguousarray(ds.camera_to_head, np.float32)),
         intrinsics=(fx * scale, fy * scale, cx * scale, cy * scale), near=ds.near, far=ds.far,

@@ -55,7 +55,7 @@ CHECKPOINT_VERSION = 1
 
 # settings that fix what a step draws and computes: a resume must keep them
 _ORDER_KEYS = ("n_rays", "face_fraction", "n_coarse", "n_fine", "resolution", "seed",
-               "density_noise")
+               "density_noise", "random_background")
 _MODEL_KEYS = ("depth", "width", "skips", "pos_freqs", "dir_freqs", "density_activation",
                "audio_code_dim", "audio_smoothing")
 
@@ -102,6 +102,7 @@ class NerfTrainConfig:
     audio_code_dim: int = 32
     audio_smoothing: int = 8
     density_noise: float = 0.0
+    random_background: bool = True
     density_activation: str = "softplus"
     lr: float = 5e-4
     lr_final: float = 5e-5
@@ -325,6 +326,7 @@ class _Trainer:
         self.base_lrs = [config.lr, config.lr_audio]
         # device copies of the per-frame data
         self.images = data.images.to(device)
+        self.head_mask = None if data.head_mask is None else data.head_mask.to(device)
         self.background = data.background.to(device)
         self.c2w = data.camera_to_head.to(device)
         self.audio = data.audio.to(device)
@@ -386,6 +388,10 @@ class _Trainer:
         rays_o, rays_d = self.rays(j, rows, cols)
         target = self.images[j, rows, cols].float() / 255.0
         bg = self.background[rows, cols].float() / 255.0
+        if c.random_background and self.head_mask is not None:
+            bg = torch.rand(bg.shape, generator=self.gen, device=self.device)
+            outside = ~self.head_mask[j, rows, cols]
+            target = torch.where(outside[:, None], bg, target)
         frames = torch.tensor([j], device=self.device)
         with torch.autocast("cuda", dtype=torch.bfloat16) if self.amp else _null():
             cond = self.cond(frames)[0]
