@@ -159,11 +159,9 @@ def test_training_path_needs_no_media_libraries(dataset):
         "from jeancore.nerf.data import load_nerf_data\n"
         f"d = load_nerf_data({str(dataset)!r}, 16)\n"
         "assert d.images.shape[1:] == (16, 16, 3), d.images.shape\n")
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
-        [str(__import__("pathlib").Path(__file__).resolve().parents[1])]
-        + os.environ.get("PYTHONPATH", "").split(os.pathsep)))
-    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
-                       timeout=300)
+    # the same jeancore as this test process (installed, or PYTHONPATH in a source checkout)
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                       cwd=os.path.dirname(__file__), timeout=300)
     assert r.returncode == 0, r.stderr[-2000:]
 
 
