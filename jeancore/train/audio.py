@@ -50,7 +50,7 @@ import torch
 
 from .._io import atomic_path, save_json
 from ..errors import BadInputError, ConfigError
-from ._common import rng_state, set_rng_state
+from ._common import resolve_device, rng_state, set_rng_state
 from ..models.audio import (AudioEncoder, LandmarkAutoencoder, info_nce, mouth_swap_loss,
                             normalize_landmarks)
 
@@ -590,12 +590,7 @@ def _setup_distributed(device_name: str):
         device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0"))) \
             if torch.cuda.is_available() else torch.device("cpu")
     else:
-        try:
-            device = torch.device(device_name)
-        except (RuntimeError, TypeError) as e:
-            raise ConfigError(f"bad device {device_name!r}") from e
-        if device.type == "cuda" and not torch.cuda.is_available():
-            raise ConfigError(f"device {device_name!r} requested but CUDA is not available")
+        device = resolve_device(device_name)
         if device.type == "cuda" and d is not None and device.index is None:
             device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
     return rank, world, device, created
