@@ -64,7 +64,7 @@ def _face_crops(pred, gt, boxes, gt_landmarks):
 
 
 def evaluate_self(pred_frames, gt_frames, face_boxes=None, *, gt_landmarks=None,
-                  lpips_weights=None, detector=None) -> dict:
+                  pred_landmarks=None, lpips_weights=None, detector=None) -> dict:
     """Self-driven reconstruction metrics (ground truth known; JEAN Sec. 4.1.2, suppl. 8.5).
 
     Landmarks of output and ground truth come from the same offline detector (dlib,
@@ -79,6 +79,9 @@ def evaluate_self(pred_frames, gt_frames, face_boxes=None, *, gt_landmarks=None,
             from the ground-truth landmarks (:func:`jeancore.metrics.face.face_box`).
         gt_landmarks: float [T, 68, 2] ground-truth landmarks if already known (e.g. the
             dataset's ``landmarks.npz``); default detected here.
+        pred_landmarks: float [T, 68, 2] landmarks already detected on ``pred_frames`` with
+            :func:`~jeancore.metrics.face.landmarks_of_frames` (NaN rows: no face); default
+            detected here.
         lpips_weights: AlexNet weights for LPIPS (:func:`~jeancore.metrics.face.lpips_distance`);
             None -> ``lpips`` is None.
         detector: landmark detector (default dlib).
@@ -95,7 +98,8 @@ def evaluate_self(pred_frames, gt_frames, face_boxes=None, *, gt_landmarks=None,
     gt = _frames(gt_frames, "gt_frames")
     if pred.shape != gt.shape:
         raise ValueError(f"pred_frames {pred.shape} and gt_frames {gt.shape} differ")
-    lm_pred = F.landmarks_of_frames(pred, detector)
+    lm_pred = (np.asarray(pred_landmarks, np.float32) if pred_landmarks is not None
+               else F.landmarks_of_frames(pred, detector))
     lm_gt = (np.asarray(gt_landmarks, np.float32) if gt_landmarks is not None
              else F.landmarks_of_frames(gt, detector))
     if lm_gt.shape != lm_pred.shape:
@@ -115,7 +119,7 @@ def evaluate_self(pred_frames, gt_frames, face_boxes=None, *, gt_landmarks=None,
 
 def evaluate_cross(pred_frames, identity_frames, expression_frames, *,
                    max_identity_frames: int | None = 16, mode: str = "pingpong",
-                   wav=None, syncnet_weights=None) -> dict:
+                   wav=None, syncnet_weights=None, pred_landmarks=None) -> dict:
     """Cross-driven metrics (audio and expression from other clips; JEAN Table 1).
 
     Args:
@@ -128,6 +132,8 @@ def evaluate_cross(pred_frames, identity_frames, expression_frames, *,
             (``mode``), as rendering does.
         max_identity_frames: frames per side used for the face descriptors.
         wav, syncnet_weights: 16 kHz audio and SyncNet weights for LSE-C (None -> None).
+        pred_landmarks: landmarks already detected on the output (as
+            :func:`evaluate_self`); default detected here.
 
     Returns:
         dict: ``identity_distance`` (cosine distance of mean dlib descriptors), ``exp_diff``
@@ -146,7 +152,8 @@ def evaluate_cross(pred_frames, identity_frames, expression_frames, *,
     expr = _frames(expression_frames, "expression_frames")
     if len(expr) != len(pred):
         expr = fit_length(expr, len(pred), mode)
-    marks = F.landmarks_of_frames(pred)
+    marks = (np.asarray(pred_landmarks, np.float32) if pred_landmarks is not None
+             else F.landmarks_of_frames(pred))
     n_face = int(np.isfinite(marks).all(axis=(1, 2)).sum())
     if n_face:
         ident_d = F.identity_distance(pred, ident, max_identity_frames)

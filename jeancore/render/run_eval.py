@@ -157,8 +157,13 @@ def evaluate_run(run_dir, *, dataset=None, audio=None, expression=None, out=None
                   bg, "self-driven")
     gt = _resize(np.stack([val.head_image(int(j)) for j in idx]), side)
     gt_marks = val.landmarks[idx] * (side / val.size)
-    res_self = evaluate_self(pred, gt, gt_landmarks=gt_marks, lpips_weights=lpips_weights)
+    from ..train.audio import AudioModel, load_audio_model
+
+    if not isinstance(audio_model, AudioModel):  # load once for the three scores
+        audio_model = load_audio_model(audio_model)
     pred_marks = landmarks_of_frames(pred)
+    res_self = evaluate_self(pred, gt, gt_landmarks=gt_marks, pred_landmarks=pred_marks,
+                             lpips_weights=lpips_weights)
     res_self["audio_lip"] = audio_lip_agreement(pred_marks, val.audio[idx], audio_model)
     res_self["audio_lip_ground_truth"] = audio_lip_agreement(gt_marks, val.audio[idx],
                                                              audio_model)
@@ -176,10 +181,11 @@ def evaluate_run(run_dir, *, dataset=None, audio=None, expression=None, out=None
         train = TalkingHeadDataset(root, "train")
         ident = np.stack([train.head_image(int(j)) for j in
                           np.linspace(0, len(train) - 1, 16).round().astype(int)])
+        marks_x = landmarks_of_frames(pred_x)
         res_cross = evaluate_cross(pred_x, _resize(ident, side), fit_length(src.crops, n),
-                                   wav=wav, syncnet_weights=syncnet_weights)
-        res_cross["audio_lip"] = audio_lip_agreement(landmarks_of_frames(pred_x), windows,
-                                                     audio_model)
+                                   wav=wav, syncnet_weights=syncnet_weights,
+                                   pred_landmarks=marks_x)
+        res_cross["audio_lip"] = audio_lip_agreement(marks_x, windows, audio_model)
         results["cross"] = res_cross
         n_rendered += len(pred_x)
     results["info"] = {"run": str(run_dir), "dataset": str(root), "size": side,
