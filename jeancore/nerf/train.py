@@ -40,7 +40,7 @@ import torch.nn.functional as F
 from .. import ops
 from .._io import atomic_path, save_image, save_json
 from ..errors import BadInputError, ConfigError
-from ..train._common import resolve_device
+from ..train._common import check_ints, resolve_device
 from .conditioning import AudioConditioner, smoothing_indices
 from .data import NerfData, load_nerf_data
 from .model import NerfModel
@@ -121,17 +121,10 @@ class NerfTrainConfig:
 
     def validate(self) -> None:
         """Raises ConfigError for out-of-range settings."""
-        for name in ("iters", "n_rays", "n_coarse", "depth", "width", "audio_code_dim",
-                     "audio_smoothing", "log_every", "checkpoint_every", "chunk_rays"):
-            v = getattr(self, name)
-            if isinstance(v, bool) or int(v) != v or v < (0 if name == "iters" else 1):
-                raise ConfigError(f"{name} must be a positive integer, got {v!r}")
-        if self.n_coarse < 3:
-            raise ConfigError(f"n_coarse must be >= 3, got {self.n_coarse}")
-        for name in ("n_fine", "val_every", "pos_freqs", "dir_freqs", "seed"):
-            v = getattr(self, name)
-            if isinstance(v, bool) or int(v) != v or v < 0:
-                raise ConfigError(f"{name} must be an integer >= 0, got {v!r}")
+        check_ints(self, ("n_rays", "depth", "width", "audio_code_dim", "audio_smoothing",
+                          "log_every", "checkpoint_every", "chunk_rays"))
+        check_ints(self, ("n_coarse",), 3)
+        check_ints(self, ("iters", "n_fine", "val_every", "pos_freqs", "dir_freqs", "seed"), 0)
         if self.resolution is not None and int(self.resolution) < 8:
             raise ConfigError(f"resolution must be None or >= 8 pixels, got {self.resolution}")
         if self.val_frames is not None and int(self.val_frames) < 1:

@@ -10,7 +10,23 @@ import torch
 
 from ..errors import ConfigError
 
-__all__ = ["resolve_device", "rng_state", "set_rng_state"]
+__all__ = ["check_ints", "resolve_device", "rng_state", "set_rng_state"]
+
+
+def check_ints(config, names, lo: int = 1, *, optional: bool = False) -> None:
+    """Checks that each named field of ``config`` is an integer >= ``lo`` (not a bool; None
+    allowed with ``optional``).
+
+    Raises:
+        ConfigError: naming the field, the bound and the value.
+    """
+    for name in names:
+        v = getattr(config, name)
+        if optional and v is None:
+            continue
+        if isinstance(v, bool) or int(v) != v or v < lo:
+            raise ConfigError(f"{name} must be {'None or ' if optional else ''}an integer "
+                              f">= {lo}, got {v!r}")
 
 
 def resolve_device(name: str) -> torch.device:

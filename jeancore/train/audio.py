@@ -50,7 +50,7 @@ import torch
 
 from .._io import atomic_path, save_json
 from ..errors import BadInputError, ConfigError
-from ._common import resolve_device, rng_state, set_rng_state
+from ._common import check_ints, resolve_device, rng_state, set_rng_state
 from ..models.audio import (AudioEncoder, LandmarkAutoencoder, info_nce, mouth_swap_loss,
                             normalize_landmarks)
 
@@ -537,17 +537,10 @@ class AudioTrainConfig:
 
     def validate(self) -> None:
         """Raises ConfigError for out-of-range settings."""
-        for name in ("ae_epochs", "audio_epochs", "batch_size", "negatives", "code_dim",
-                     "audio_dim", "log_every", "checkpoint_every", "eval_trials"):
-            v = getattr(self, name)
-            lo = 0 if name.endswith("epochs") else 1
-            if isinstance(v, bool) or int(v) != v or v < lo:
-                raise ConfigError(f"{name} must be an integer >= {lo}, got {v!r}")
-        if self.max_steps is not None and (int(self.max_steps) != self.max_steps
-                                           or self.max_steps < 0):
-            raise ConfigError(f"max_steps must be None or >= 0, got {self.max_steps!r}")
-        if isinstance(self.seed, bool) or int(self.seed) != self.seed or self.seed < 0:
-            raise ConfigError(f"seed must be an integer >= 0, got {self.seed!r}")
+        check_ints(self, ("ae_epochs", "audio_epochs", "seed"), 0)
+        check_ints(self, ("batch_size", "negatives", "code_dim", "audio_dim", "log_every",
+                          "checkpoint_every", "eval_trials"))
+        check_ints(self, ("max_steps",), 0, optional=True)
         if not 0.0 <= self.swap_prob <= 1.0:
             raise ConfigError(f"swap_prob must be in [0, 1], got {self.swap_prob!r}")
         if not (self.ae_lr > 0 and self.lr > 0 and 0 < self.lr_end <= self.lr):

@@ -31,7 +31,7 @@ import torch
 
 from .._assets import pretrained_path
 from .._io import atomic_path
-from ._common import resolve_device, rng_state, set_rng_state
+from ._common import check_ints, resolve_device, rng_state, set_rng_state
 from ..errors import BadInputError, ConfigError
 from ..models.expression import MODEL_CONFIG_KEYS, ExpressionTransformer, expression_loss
 
@@ -103,16 +103,10 @@ class ExpressionTrainConfig:
 
     def validate(self) -> None:
         """Raises ConfigError for out-of-range settings (widths are checked by the model)."""
-        for name in ("epochs", "batch_size", "window", "stride", "log_every",
-                     "checkpoint_every", "eval_batch_size"):
-            v = getattr(self, name)
-            if isinstance(v, bool) or int(v) != v or v < 1:
-                raise ConfigError(f"{name} must be a positive integer, got {v!r}")
-        if self.max_steps is not None and (int(self.max_steps) != self.max_steps
-                                           or self.max_steps < 0):
-            raise ConfigError(f"max_steps must be None or >= 0, got {self.max_steps!r}")
-        if isinstance(self.seed, bool) or int(self.seed) != self.seed or self.seed < 0:
-            raise ConfigError(f"seed must be an integer >= 0, got {self.seed!r}")
+        check_ints(self, ("epochs", "batch_size", "window", "stride", "log_every",
+                          "checkpoint_every", "eval_batch_size"))
+        check_ints(self, ("max_steps",), 0, optional=True)
+        check_ints(self, ("seed",), 0)
         if not 0.0 <= self.swap_prob <= 1.0:
             raise ConfigError(f"swap_prob must be in [0, 1], got {self.swap_prob!r}")
         if not self.lr > 0 or not self.weight_decay >= 0 or not self.end_weight >= 0:
