@@ -41,6 +41,10 @@ def _add_preprocess(sub) -> None:
     p.add_argument("--audio-feature-rate", type=float, default=d.audio_feature_rate,
                    help="steps per second of precomputed features (default 50)")
     p.add_argument("--n-mels", type=int, default=d.n_mels, help="mel bands (default 80)")
+    p.add_argument("--av-sync", default=d.av_sync, metavar="auto|off|SECONDS",
+                   help="audio-video offset of the clip: auto (default: estimated from the lips "
+                        "and the speech envelope, corrected when confident and >= 1 frame), "
+                        "off, or the offset in seconds (positive: the speech comes late)")
     p.add_argument("--crop-scale", type=float, default=d.crop_scale,
                    help=f"crop side / face box size (default {d.crop_scale})")
     p.add_argument("--missing-face", choices=["trim", "error"], default=d.missing_face,
@@ -68,7 +72,7 @@ def _run_preprocess(args) -> int:
         fps=args.fps, size=args.size, audio=args.audio, no_audio=args.no_audio,
         landmarks=args.landmarks, audio_features=args.audio_features,
         audio_feature_rate=args.audio_feature_rate, n_mels=args.n_mels,
-        crop_scale=args.crop_scale, missing_face=args.missing_face, max_gap=args.max_gap,
+        av_sync=args.av_sync, crop_scale=args.crop_scale, missing_face=args.missing_face, max_gap=args.max_gap,
         min_frames=args.min_frames, max_seconds=args.max_seconds,
         val_fraction=args.val_fraction, device=args.device)
     res = preprocess(args.video, args.out, cfg, overwrite=args.overwrite,
@@ -80,7 +84,14 @@ def _run_preprocess(args) -> int:
           f"dropped {s['dropped']} (no face: {s['no_face_frames']})")
     print(f"  3DMM reprojection error {s['reprojection_error_px']} px mean, "
           f"{s['reprojection_error_px_max']} px max")
-    print(f"  audio features {s['audio_features']}")
+    sync = s.get("av_sync")
+    sync = "" if not sync else (
+        f"; audio-video offset {sync['offset_s']:+.3f} s corrected ({sync['mode']})"
+        if sync.get("applied") else
+        f"; audio-video offset: none corrected ({sync['mode']}"
+        + (f", lips-to-speech lag {sync['lag_s']:.3f} s, significance z={sync['significance']:.1f})"
+           if "lag_s" in sync else ")"))
+    print(f"  audio features {s['audio_features']}{sync}")
     steps = ", ".join(f"{k} {v:.1f}s" for k, v in s["seconds"].items())
     print(f"  time {s['seconds_total']} s ({s['realtime_factor']}x real time): {steps}")
     print(f"  look at {res.root / 'contact_sheet.png'}")

@@ -102,6 +102,15 @@ def test_window_features_indices():
     np.testing.assert_array_equal(w[-1, -3:, 0], [49, 49, 49])
     with pytest.raises(ValueError, match="too short"):
         window_features(feats[:5], n_frames=25, fps=25, rate=50)
+    # an audio-video offset correction moves every centre by round(offset * rate) steps
+    # (0.12 s -> 6 steps = 3 frames: window k is the uncorrected window k + 3), either way
+    w_late = window_features(feats, n_frames=25, fps=25, rate=50, window=16, offset_s=0.12)
+    np.testing.assert_array_equal(w_late[k, :, 0], np.arange(2 * k + 7 - 8, 2 * k + 7 + 8))
+    np.testing.assert_array_equal(w_late[:-3], w[3:])
+    w_early = window_features(feats, n_frames=25, fps=25, rate=50, window=16, offset_s=-0.04)
+    np.testing.assert_array_equal(w_early[k, :, 0], np.arange(2 * k - 1 - 8, 2 * k - 1 + 8))
+    # the length check is on the uncorrected timing: audio exactly as long as the video passes
+    assert window_features(feats, n_frames=25, fps=25, rate=50, offset_s=0.4).shape == w.shape
 
 
 def test_logmel_features_on_speech(media):

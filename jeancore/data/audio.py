@@ -208,7 +208,7 @@ def make_feature_extractor(kind: str = "logmel", fps: float = 25.0, **kwargs
 
 
 def window_features(features: np.ndarray, n_frames: int, fps: float, rate: float,
-                    window: int = 16) -> np.ndarray:
+                    window: int = 16, offset_s: float = 0.0) -> np.ndarray:
     """Cut per-step features into one window per video frame (see the module docstring).
 
     Args:
@@ -217,6 +217,10 @@ def window_features(features: np.ndarray, n_frames: int, fps: float, rate: float
         fps: video frame rate.
         rate: feature step rate (steps per second).
         window: steps per window (AD-NeRF: 16).
+        offset_s: audio-video offset correction in seconds: the window of frame t is centred
+            at (t + 0.5) / fps + offset_s, rounded to a step (positive when the speech comes
+            late; :func:`jeancore.data.sync.estimate_av_offset`). Steps past either end repeat
+            the first / last step.
 
     Returns:
         float32 [T, window, D].
@@ -230,11 +234,12 @@ def window_features(features: np.ndarray, n_frames: int, fps: float, rate: float
         raise ValueError(f"features must be [S, D] with S > 0, got {features.shape}")
     if n_frames <= 0 or fps <= 0 or rate <= 0 or window <= 0:
         raise ValueError("n_frames, fps, rate and window must be positive")
-    centre = np.rint((np.arange(n_frames) + 0.5) * rate / fps).astype(np.int64)
-    if centre[-1] - window // 2 >= features.shape[0]:
+    base = (np.arange(n_frames) + 0.5) * rate / fps
+    if np.rint(base[-1]) - window // 2 >= features.shape[0]:
         raise ValueError(
             f"the audio features cover {features.shape[0] / rate:.2f} s but the video has "
             f"{n_frames / fps:.2f} s: the audio is too short for the video")
+    centre = np.rint(base + float(offset_s) * rate).astype(np.int64)
     idx = centre[:, None] + np.arange(-(window // 2), window - window // 2)[None]
     idx = np.clip(idx, 0, features.shape[0] - 1)
     return features[idx]

@@ -71,6 +71,11 @@ class PreprocessConfig:
         audio_feature_rate: step rate of precomputed features.
         n_mels: mel bands of the log-mel features (their width D).
         audio_window: feature steps per video frame window (AD-NeRF: 16).
+        av_sync: audio-video offset correction of the speech windows: ``"auto"`` (default:
+            estimated from the lips and the speech envelope, applied when significant and at
+            least one frame, :func:`jeancore.data.sync.estimate_av_offset`), ``"off"``, or a
+            number of seconds within +-2 (positive: the speech comes late). Recorded in
+            meta.json (``audio.av_sync``); ``audio.wav`` itself is never shifted.
         crop_scale: crop side = ``crop_scale`` x the face box size (dlib box, 90th percentile
             over the clip); clamped to the frame.
         face_height: where the face box centre sits in the crop, as a fraction of its height.
@@ -97,6 +102,7 @@ class PreprocessConfig:
     audio_feature_rate: float = 50.0
     n_mels: int = 80
     audio_window: int = 16
+    av_sync: str = "auto"
     crop_scale: float = 2.6
     face_height: float = 0.45
     max_gap: int = 5
@@ -126,6 +132,23 @@ class PreprocessConfig:
             raise ConfigError(f"workers must be >= 0, got {self.workers}")
         if self.no_audio and self.audio:
             raise ConfigError("--audio and --no-audio contradict each other: choose one")
+        self.av_sync_offset()
+
+    def av_sync_offset(self) -> float | None:
+        """The fixed offset (seconds) that ``av_sync`` asks for; None for ``"auto"``."""
+        v = str(self.av_sync).strip().lower()
+        if v == "auto":
+            return None
+        if v == "off":
+            return 0.0
+        try:
+            x = float(v)
+        except ValueError:
+            x = float("nan")
+        if not np.isfinite(x) or abs(x) > 2.0:
+            raise ConfigError(f"av_sync must be 'auto', 'off' or an offset in seconds within "
+                              f"+-2, got {self.av_sync!r}")
+        return x
 
 
 @dataclass
@@ -294,7 +317,7 @@ _STEP_CONFIG = {
     "tracking": (),
     "parsing": ("background_frames",),
     "emotion": (),
-    "audio": ("audio_features", "audio_feature_rate", "n_mels", "audio_window"),
+    "audio": ("audio_features", "audio_feature_rate", "n_mels", "audio_window", "av_sync"),
     "contact_sheet": (),
 }
 _STEP_UPSTREAM = {
@@ -562,11 +585,37 @@ def _step_audio(ctx: _Context) -> dict:
                                                   rate=cfg.audio_feature_rate)
     feats = extractor(wav, sr)
     n = ctx.summaries["landmarks"]["n_decoded"]
-    windows = audio_mod.window_features(feats, n, cfg.fps, extractor.rate, cfg.audio_window)
     kept = ctx.kept
+    sync = _av_sync(ctx, wav, sr)
+    windows = audio_mod.window_features(feats, n, cfg.fps, extractor.rate, cfg.audio_window,
+                                        offset_s=sync["offset_s"])
     save_npy(ctx.root / "audio_features.npy", windows[kept.start:kept.stop])
     return {"features": extractor.config, "window": cfg.audio_window,
-            "shape": [len(kept), cfg.audio_window, extractor.dim]}
+            "shape": [len(kept), cfg.audio_window, extractor.dim], "av_sync": sync}
+
+
+def _av_sync(ctx: _Context, wav: np.ndarray, sr: int) -> dict:
+    """The audio-video offset correction of the audio step (``PreprocessConfig.av_sync``)."""
+    from .sync import estimate_av_offset
+
+    fixed = ctx.cfg.av_sync_offset()
+    if fixed is not None:
+        return {"mode": "off" if fixed == 0.0 else "manual", "offset_s": fixed,
+                "applied": fixed != 0.0}
+    points, _, _ = _load_landmarks(ctx)
+    try:
+        est = estimate_av_offset(points, wav, ctx.cfg.fps, sr=sr, first_frame=ctx.kept.start)
+    except BadInputError as e:
+        log.info("audio-video offset not estimated: %s", e)
+        return {"mode": "auto", "offset_s": 0.0, "applied": False, "reason": str(e)}
+    out = {"mode": "auto", **est.as_dict()}
+    if est.applied:
+        msg = (f"the speech comes {abs(est.offset_s):.2f} s "
+               f"{'late' if est.offset_s > 0 else 'early'} against the lips "
+               f"(significance z={est.significance:.1f}); corrected in the speech windows "
+               f"(--av-sync off keeps the clip's timing)")
+        log.warning("audio-video offset: %s", msg)
+    return out
 
 
 def _step_contact_sheet(ctx: _Context) -> dict:
@@ -752,6 +801,7 @@ def _summary(ctx: _Context, meta: dict, total: float) -> dict:
         "reprojection_error_px": round(tr["reprojection_error_px_mean"], 3),
         "reprojection_error_px_max": round(tr["reprojection_error_px_max"], 3),
         "audio_features": (meta["audio"] or {}).get("shape"),
+        "av_sync": (meta["audio"] or {}).get("av_sync"),
         "seconds": meta["seconds"], "seconds_total": round(total, 2),
         "realtime_factor": round(meta["duration"] / total, 2) if total > 0 else None,
     }
