@@ -45,6 +45,10 @@ def register(sub) -> None:
                    help=f"InfoNCE negatives per anchor (default {d.negatives}, as Eq. 2)")
     p.add_argument("--in-batch", action="store_true",
                    help="also use the other anchors' positives as negatives")
+    p.add_argument("--min-negative-gap", type=float, default=d.min_negative_gap_s,
+                   metavar="SECONDS",
+                   help=f"same-video negatives are at least this far from the anchor "
+                        f"(default {d.min_negative_gap_s:g} s)")
     p.add_argument("--tau", type=float, default=d.tau, help="InfoNCE temperature (0.1)")
     p.add_argument("--center-codes", action="store_true",
                    help="centre the autoencoder's codes over the training frames before "
@@ -105,7 +109,8 @@ def _run_train(args) -> int:
     cfg = AudioTrainConfig(
         ae_epochs=args.ae_epochs, audio_epochs=args.audio_epochs, batch_size=args.batch_size,
         lr=args.lr, lr_end=args.lr_end, negatives=args.negatives, in_batch=args.in_batch,
-        tau=args.tau, center_codes=args.center_codes, max_steps=args.max_steps,
+        min_negative_gap_s=args.min_negative_gap, tau=args.tau,
+        center_codes=args.center_codes, max_steps=args.max_steps,
         device=args.device, seed=args.seed)
     res = train_audio(args.datasets, args.out, cfg, resume=args.resume,
                       progress=not args.quiet)
