@@ -9,6 +9,9 @@ audio-to-mouth retrieval on their validation splits (``jean evaluate-audio``: 32
 frames per clip, 10 candidate sets). Prints top-1 / chance per seed, mean and standard
 deviation: one seed's number moves by +-0.2-0.4x on these small validation splits.
 
+``--train-fractions 0.25 0.5 1`` repeats every setting with only the first fraction of each
+clip's training split (the validation splits stay the same): a learning curve.
+
 ``--oracles`` also measures, with the first setting's seed-0 autoencoder, what a predictor of
 e_m better than audio would reach on the same metric: e_m interpolated from the two neighbouring
 frames, and e_m plus Gaussian noise as large as that interpolation's error.
@@ -16,11 +19,13 @@ frames, and e_m plus Gaussian noise as large as that interpolation's error.
 Usage:
   python benchmarks/audio_study.py obama=DATA/obama obama=DATA/obama_b_30s DATA/lieu ... \\
       --settings '{"negatives": 8, "min_negative_gap_s": 0.4}' '{"negatives": 4}' \\
-      --seeds 0 1 2 3 4 [--oracles] [--out benchmarks/results/audio_study.json]
+      --seeds 0 1 2 3 4 [--train-fractions 0.25 0.5 1] [--oracles]
+      [--out benchmarks/results/audio_study.json]
 """
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import platform
 import tempfile
@@ -53,12 +58,24 @@ def _oracles(model, datasets) -> dict:
     return {k: a / b for k, (a, b) in sums.items()}
 
 
+def _first_fraction(d, frac: float):
+    """The dataset with only the first ``frac`` of its training split (at least 30 frames)
+    followed by its whole validation split."""
+    if frac >= 1.0:
+        return d
+    k = max(int(frac * d.val_start), 30)
+    idx = np.r_[np.arange(k), np.arange(d.val_start, len(d.landmarks))]
+    return dataclasses.replace(d, landmarks=d.landmarks[idx], audio=d.audio[idx], val_start=k)
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("datasets", nargs="+")
     ap.add_argument("--settings", nargs="+", default=["{}"],
                     help="JSON objects of AudioTrainConfig fields (default: paper settings)")
     ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    ap.add_argument("--train-fractions", nargs="+", type=float, default=[1.0],
+                    help="fractions of each clip's training split to train on (learning curve)")
     ap.add_argument("--oracles", action="store_true")
     ap.add_argument("--out", type=Path, default=None, help="write the results as JSON")
     args = ap.parse_args(argv)
@@ -66,15 +83,16 @@ def main(argv=None) -> int:
     from jeancore.train.audio import (AudioTrainConfig, evaluate_audio, load_audio_datasets,
                                       load_audio_model, train_audio)
 
-    data = load_audio_datasets(args.datasets)
+    full = load_audio_datasets(args.datasets)
     rows, first_model = [], None
-    for setting in args.settings:
+    for setting, frac in [(s, f) for f in args.train_fractions for s in args.settings]:
         kw = json.loads(setting)
+        data = [_first_fraction(d, frac) for d in full]
         vals, trains, secs = [], [], []
         for seed in args.seeds:
             with tempfile.TemporaryDirectory() as out:
                 t0 = time.perf_counter()
-                train_audio(args.datasets, out, AudioTrainConfig(seed=seed, **kw),
+                train_audio(data, out, AudioTrainConfig(seed=seed, **kw),
                             progress=False, evaluate=False)
                 secs.append(time.perf_counter() - t0)
                 model = load_audio_model(Path(out) / "model.pt")
@@ -82,21 +100,25 @@ def main(argv=None) -> int:
             trains.append(evaluate_audio(model, data, split="train")["overall"]
                           ["top1_over_chance"])
             first_model = first_model or model
-            print(f"{setting} seed {seed}: val {vals[-1]:.2f}x  train {trains[-1]:.2f}x  "
+            print(f"{setting} x{frac:g} seed {seed}: val {vals[-1]:.2f}x  train {trains[-1]:.2f}x  "
                   f"({secs[-1]:.0f} s)", flush=True)
-        rows.append({"setting": kw, "seeds": args.seeds, "val_top1_over_chance": vals,
+        rows.append({"setting": kw, "train_fraction": frac,
+                     "train_frames": int(sum(d.val_start for d in data)),
+                     "seeds": args.seeds, "val_top1_over_chance": vals,
                      "train_top1_over_chance": trains, "seconds": secs})
-    print("\n| setting | val top-1 / chance, mean +- sd (per seed) | train top-1 / chance |")
-    print("|---|---|---|")
+    print("\n| setting | training frames | val top-1 / chance, mean +- sd (per seed) | "
+          "train top-1 / chance |")
+    print("|---|---|---|---|")
     for r in rows:
         v = np.array(r["val_top1_over_chance"])
-        print(f"| `{json.dumps(r['setting'])}` | {v.mean():.2f} +- {v.std():.2f} "
+        print(f"| `{json.dumps(r['setting'])}` | {r['train_frames']} | "
+              f"{v.mean():.2f} +- {v.std():.2f} "
               f"({', '.join(f'{x:.2f}' for x in v)}) | "
               f"{np.mean(r['train_top1_over_chance']):.2f} |")
     result = {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
               "machine": platform.platform(), "datasets": args.datasets, "rows": rows}
     if args.oracles:
-        result["oracles"] = _oracles(first_model, data)
+        result["oracles"] = _oracles(first_model, full)
         print("\n| oracle query (not audio) | val top-1 / chance |\n|---|---|")
         for k, v in result["oracles"].items():
             print(f"| {k} | {v:.2f} |")
