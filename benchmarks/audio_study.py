@@ -58,6 +58,41 @@ def _oracles(model, datasets) -> dict:
     return {k: a / b for k, (a, b) in sums.items()}
 
 
+def _breakdown(model, datasets, n_candidates: int = 32, trials: int = 10) -> list:
+    """Top-1 / chance of the retrieval metric split by how close the nearest *other*
+    candidate's mouth is to the query frame's mouth (mean distance of the 20 normalised mouth
+    points, inter-ocular distances), the same candidate draws as ``jean evaluate-audio``."""
+    import torch.nn.functional as F
+
+    hits, chance, nearest = [], [], []
+    ae = model.landmark_ae.eval()
+    for d in datasets:
+        rng = np.random.default_rng(0)          # as retrieval_accuracy(seed=0), per clip
+        v = d.split("val")
+        with torch.no_grad():
+            ea = F.normalize(model.audio_codes(torch.from_numpy(d.audio[v])).double(), dim=1)
+            em = F.normalize(ae.encode(torch.from_numpy(d.landmarks[v]))[1].double(), dim=1)
+        n = min(n_candidates, len(v))
+        sets = ([np.arange(len(v))] if len(v) <= n else
+                [np.sort(rng.choice(len(v), n, replace=False)) for _ in range(trials)])
+        for s in sets:
+            sim = (ea[s] @ em[s].T).numpy()
+            hits.append((sim > np.diag(sim)[:, None]).sum(1) == 0)
+            mouth = d.landmarks[v][s][:, -20:]
+            dist = np.linalg.norm(mouth[:, None] - mouth[None], axis=-1).mean(-1)
+            np.fill_diagonal(dist, np.inf)
+            nearest.append(dist.min(1))
+            chance.append(np.full(len(s), 1.0 / n))
+    hits, chance, nearest = map(np.concatenate, (hits, chance, nearest))
+    rows = []
+    for lo, hi in ((0, 0.01), (0.01, 0.0136), (0.0136, 0.02), (0.02, np.inf), (0, np.inf)):
+        m = (nearest >= lo) & (nearest < hi)
+        rows.append({"nearest_other_mouth_iod": [lo, None if hi == np.inf else hi],
+                     "queries": int(m.sum()),
+                     "top1_over_chance": float(hits[m].mean() / chance[m].mean())})
+    return rows
+
+
 def _first_fraction(d, frac: float):
     """The dataset with only the first ``frac`` of its training split (at least 30 frames)
     followed by its whole validation split."""
@@ -77,6 +112,8 @@ def main(argv=None) -> int:
     ap.add_argument("--train-fractions", nargs="+", type=float, default=[1.0],
                     help="fractions of each clip's training split to train on (learning curve)")
     ap.add_argument("--oracles", action="store_true")
+    ap.add_argument("--breakdown", action="store_true",
+                    help="split the first model's top-1 by the nearest other candidate mouth")
     ap.add_argument("--out", type=Path, default=None, help="write the results as JSON")
     args = ap.parse_args(argv)
 
@@ -122,6 +159,14 @@ def main(argv=None) -> int:
         print("\n| oracle query (not audio) | val top-1 / chance |\n|---|---|")
         for k, v in result["oracles"].items():
             print(f"| {k} | {v:.2f} |")
+    if args.breakdown:
+        result["breakdown"] = _breakdown(first_model, full)
+        print("\n| nearest other candidate's mouth (IOD) | queries | top-1 / chance |\n"
+              "|---|---|---|")
+        for r in result["breakdown"]:
+            lo, hi = r["nearest_other_mouth_iod"]
+            print(f"| {lo:g} - {'' if hi is None else f'{hi:g}'} | {r['queries']} | "
+                  f"{r['top1_over_chance']:.2f} |")
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         tmp = args.out.with_suffix(".tmp")
