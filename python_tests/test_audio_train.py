@@ -53,9 +53,9 @@ def test_losses_decrease_on_real_data(clips, tmp_path):
 def test_retrieval_beats_chance_and_swap_test(clips, tmp_path):
     """Train on the first 60% of each clip (14 s in all). Retrieval among 32 frames of the
     trained speech beats chance and the untrained encoder; the swap test holds on the last 40%
-    (unseen). Retrieval on *unseen* speech needs more data than CI has: 14 s stay at chance
-    there; the shipped model (2.4 min of speech) reaches 2x chance on its validation splits
-    (docs/audio.md)."""
+    (unseen). On the *unseen* 40% these 14 s reach only 1.1-1.7x chance at top-1 (eight
+    seeds; mean rank 0.47-0.51 against 0.5): too thin a margin to assert. The shipped model
+    (2.4 min of speech) reaches 2.2x on its validation splits (docs/audio.md)."""
     data = load_audio_datasets(list(clips))
     data = [dataclasses.replace(d, val_start=int(0.6 * len(d.landmarks))) for d in data]
     cfg = AudioTrainConfig(ae_epochs=30, audio_epochs=30, negatives=4, **FAST)
