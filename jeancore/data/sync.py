@@ -20,13 +20,13 @@ far from that is out of sync by the difference.
 * **significance**: the same search repeated with the lips circularly shifted against the
   speech by 1 s or more (up to 200 shifts: both signals keep their own rhythm, their alignment
   is broken) gives a null distribution of peak correlations; the significance is the peak's
-  z-score against it. Unrelated speech under a talking face reaches z <= 3.3 (16 pairs of the
-  shared clips, 4-8 s); the synchronised clips 3.3-10.
+  z-score against it. Other people's speech under a talking face reaches z <= 2.5 (19 cuts of
+  4-8 s from the shared clips); the synchronised clips 3.1-10.
 
 The correction to apply is ``lag - reference_lag_s`` seconds: the audio features of frame t
 are then taken around t + correction, so every clip gets the same lip-to-speech lag.
 ``REFERENCE_LAG_S`` (0.1 s) is the lag measured on the shared clips whose best lag agreed
-(84-111 ms on obama_b_30s, aoc and noem_18s; docs/audio.md). The correction is applied only
+(84-112 ms on obama_b_30s, aoc and noem_18s; docs/audio.md). The correction is applied only
 when the significance reaches ``min_significance`` (4: clips with little speech, a static
 mouth or a few seconds only keep their timing) and the correction is at least ``tolerance_s``
 (one frame at 25 fps: the in-sync clips spread over about that much).
@@ -104,26 +104,28 @@ def lip_opening(landmarks) -> np.ndarray:
     return (outer + inner) / iod
 
 
-def speech_envelope(wav, sr: int = 16000, rate: float = ENVELOPE_RATE) -> np.ndarray:
-    """Speech energy envelope: mean log-mel energy (dB) of the 300-4000 Hz bands.
+def speech_envelope(wav, sr: int = 16000) -> np.ndarray:
+    """Speech energy envelope: mean log-mel energy (dB) of 32 bands from 300 to 4000 Hz, at
+    ``ENVELOPE_RATE`` (100) steps per second; the project's log-mel
+    (:class:`jeancore.data.audio.LogMelFeatures`, 25 ms windows, not normalised).
 
     Args:
-        wav: float [N] mono audio; ``sr`` its sample rate (Hz).
-        rate: envelope steps per second (``sr / rate`` must be an integer hop).
+        wav: float [N] mono audio at ``sr`` = 16 kHz.
 
     Returns:
-        float64 [S], S = 1 + N // hop; step s is centred at s / rate seconds.
-    """
-    import librosa
+        float64 [S], S = 1 + N // 160; step s is centred at s / 100 seconds.
 
-    wav = np.asarray(wav, np.float32)
-    if wav.ndim != 1 or wav.size == 0:
-        raise BadInputError(f"wav must be a non-empty mono signal [N], got {wav.shape}")
-    hop = int(round(sr / rate))
-    mel = librosa.feature.melspectrogram(y=wav, sr=sr, n_fft=512, hop_length=hop,
-                                         win_length=int(0.025 * sr), n_mels=32, fmin=300.0,
-                                         fmax=min(4000.0, sr / 2), center=True, power=2.0)
-    return librosa.power_to_db(mel, ref=1.0, amin=1e-10).mean(0).astype(np.float64)
+    Raises:
+        BadInputError: not mono, shorter than 0.1 s, or non-finite samples.
+        ValueError: not at 16 kHz.
+    """
+    from .audio import LogMelFeatures
+
+    if np.ndim(wav) != 1 or np.size(wav) == 0:
+        raise BadInputError(f"wav must be a non-empty mono signal [N], got {np.shape(wav)}")
+    mel = LogMelFeatures(fps=ENVELOPE_RATE / 2, n_mels=32, fmin=300.0, fmax=4000.0,
+                         normalize="none")     # its step rate is 2 * fps
+    return mel(wav, sr).mean(1).astype(np.float64)
 
 
 def estimate_av_offset(landmarks, wav, fps: float, *, sr: int = 16000, first_frame: int = 0,
@@ -135,7 +137,7 @@ def estimate_av_offset(landmarks, wav, fps: float, *, sr: int = 16000, first_fra
     Args:
         landmarks: float [T, 68, 2] iBUG-68 points of frames ``first_frame .. first_frame+T-1``
             of the video (frame k is centred at (k + 0.5) / fps seconds of ``wav``).
-        wav: float [N] mono speech of the whole video, sample rate ``sr``.
+        wav: float [N] mono speech of the whole video, sample rate ``sr`` (16 kHz).
         fps: video frame rate.
         max_lag_s: largest lag searched either way (seconds).
         reference_lag_s: the lag of well-synchronised speech (seconds).
