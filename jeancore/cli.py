@@ -43,7 +43,7 @@ def _add_preprocess(sub) -> None:
     p.add_argument("--n-mels", type=int, default=d.n_mels, help="mel bands (default 80)")
     p.add_argument("--av-sync", default=d.av_sync, metavar="auto|off|SECONDS",
                    help="audio-video offset of the clip: auto (default: estimated from the lips "
-                        "and the speech envelope, corrected when confident and >= 1 frame), "
+                        "and the speech envelope, corrected when significant and >= 1 frame), "
                         "off, or the offset in seconds (positive: the speech comes late)")
     p.add_argument("--crop-scale", type=float, default=d.crop_scale,
                    help=f"crop side / face box size (default {d.crop_scale})")
@@ -72,7 +72,8 @@ def _run_preprocess(args) -> int:
         fps=args.fps, size=args.size, audio=args.audio, no_audio=args.no_audio,
         landmarks=args.landmarks, audio_features=args.audio_features,
         audio_feature_rate=args.audio_feature_rate, n_mels=args.n_mels,
-        av_sync=args.av_sync, crop_scale=args.crop_scale, missing_face=args.missing_face, max_gap=args.max_gap,
+        av_sync=args.av_sync, crop_scale=args.crop_scale, missing_face=args.missing_face,
+        max_gap=args.max_gap,
         min_frames=args.min_frames, max_seconds=args.max_seconds,
         val_fraction=args.val_fraction, device=args.device)
     res = preprocess(args.video, args.out, cfg, overwrite=args.overwrite,
@@ -84,18 +85,22 @@ def _run_preprocess(args) -> int:
           f"dropped {s['dropped']} (no face: {s['no_face_frames']})")
     print(f"  3DMM reprojection error {s['reprojection_error_px']} px mean, "
           f"{s['reprojection_error_px_max']} px max")
-    sync = s.get("av_sync")
-    sync = "" if not sync else (
-        f"; audio-video offset {sync['offset_s']:+.3f} s corrected ({sync['mode']})"
-        if sync.get("applied") else
-        f"; audio-video offset: none corrected ({sync['mode']}"
-        + (f", lips-to-speech lag {sync['lag_s']:.3f} s, significance z={sync['significance']:.1f})"
-           if "lag_s" in sync else ")"))
-    print(f"  audio features {s['audio_features']}{sync}")
+    print(f"  audio features {s['audio_features']}{_sync_summary(s.get('av_sync'))}")
     steps = ", ".join(f"{k} {v:.1f}s" for k, v in s["seconds"].items())
     print(f"  time {s['seconds_total']} s ({s['realtime_factor']}x real time): {steps}")
     print(f"  look at {res.root / 'contact_sheet.png'}")
     return 0
+
+
+def _sync_summary(sync: dict | None) -> str:
+    """The audio-video offset part of the preprocessing summary line (meta.json audio.av_sync)."""
+    if not sync:
+        return ""
+    if sync.get("applied"):
+        return f"; audio-video offset {sync['offset_s']:+.3f} s corrected ({sync['mode']})"
+    detail = (f", lips-to-speech lag {sync['lag_s']:.3f} s, significance "
+              f"z={sync['significance']:.1f}" if "lag_s" in sync else "")
+    return f"; audio-video offset: none corrected ({sync['mode']}{detail})"
 
 
 def _add_train_expression(sub) -> None:
