@@ -58,31 +58,27 @@ def _oracles(model, datasets) -> dict:
     return {k: a / b for k, (a, b) in sums.items()}
 
 
-def _breakdown(model, datasets, n_candidates: int = 32, trials: int = 10) -> list:
+def _breakdown(model, datasets) -> list:
     """Top-1 / chance of the retrieval metric split by how close the nearest *other*
     candidate's mouth is to the query frame's mouth (mean distance of the 20 normalised mouth
-    points, inter-ocular distances), the same candidate draws as ``jean evaluate-audio``."""
-    import torch.nn.functional as F
+    points, inter-ocular distances); the candidate sets of ``jean evaluate-audio``."""
+    from jeancore.metrics.audio import retrieval_accuracy
 
     hits, chance, nearest = [], [], []
     ae = model.landmark_ae.eval()
     for d in datasets:
-        rng = np.random.default_rng(0)          # as retrieval_accuracy(seed=0), per clip
         v = d.split("val")
         with torch.no_grad():
-            ea = F.normalize(model.audio_codes(torch.from_numpy(d.audio[v])).double(), dim=1)
-            em = F.normalize(ae.encode(torch.from_numpy(d.landmarks[v]))[1].double(), dim=1)
-        n = min(n_candidates, len(v))
-        sets = ([np.arange(len(v))] if len(v) <= n else
-                [np.sort(rng.choice(len(v), n, replace=False)) for _ in range(trials)])
-        for s in sets:
-            sim = (ea[s] @ em[s].T).numpy()
-            hits.append((sim > np.diag(sim)[:, None]).sum(1) == 0)
+            ea = model.audio_codes(torch.from_numpy(d.audio[v]))
+            em = ae.encode(torch.from_numpy(d.landmarks[v]))[1]
+        r = retrieval_accuracy(ea, em, return_queries=True)
+        hits.append(r["query_ranks"] == 0)
+        chance.append(np.full(r["queries"], 1.0 / r["n_candidates"]))
+        for s in r["candidate_sets"]:
             mouth = d.landmarks[v][s][:, -20:]
             dist = np.linalg.norm(mouth[:, None] - mouth[None], axis=-1).mean(-1)
             np.fill_diagonal(dist, np.inf)
             nearest.append(dist.min(1))
-            chance.append(np.full(len(s), 1.0 / n))
     hits, chance, nearest = map(np.concatenate, (hits, chance, nearest))
     rows = []
     for lo, hi in ((0, 0.01), (0.01, 0.0136), (0.0136, 0.02), (0.02, np.inf), (0, np.inf)):

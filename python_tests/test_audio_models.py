@@ -205,6 +205,12 @@ def test_retrieval_accuracy_known_answers():
     assert abs(rand["top1"] - 1 / 32) < 0.015 and abs(rand["top5"] - 5 / 32) < 0.03
     few = retrieval_accuracy(codes[:20], codes[:20])
     assert few["n_candidates"] == 20 and few["chance_top1"] == 1 / 20
+    # per-query detail: the candidate sets (sorted, distinct) and each query's rank, set by set
+    q = retrieval_accuracy(codes, -codes, n_candidates=32, trials=5, return_queries=True)
+    assert len(q["candidate_sets"]) == 5 and q["query_ranks"].shape == (160,)
+    assert all(len(set(c)) == 32 and (np.diff(c) > 0).all() for c in q["candidate_sets"])
+    assert (q["query_ranks"] == 31).all()      # own frame ranked last among 32
+    assert {k: q[k] for k in worst} == worst    # same draws, same summary
     with pytest.raises(BadInputError):
         retrieval_accuracy(codes[:5], codes[:4])
 

@@ -28,7 +28,7 @@ def _as_tensor(x, name) -> torch.Tensor:
 
 
 def retrieval_accuracy(audio_codes, mouth_codes, *, n_candidates: int = 32, trials: int = 10,
-                       seed: int = 0, ks=(1, 5)) -> dict:
+                       seed: int = 0, ks=(1, 5), return_queries: bool = False) -> dict:
     """Audio-to-mouth retrieval among candidate frames of one clip.
 
     Each trial draws ``n_candidates`` distinct frames (all frames when the clip has fewer; then
@@ -43,10 +43,13 @@ def retrieval_accuracy(audio_codes, mouth_codes, *, n_candidates: int = 32, tria
         trials: random candidate sets (ignored when T <= n_candidates).
         seed: seed of the candidate draws.
         ks: the k of the top-k accuracies.
+        return_queries: also return every query's rank and the candidate sets (analysis).
 
     Returns:
         dict: ``top{k}`` accuracy and ``chance_top{k}`` (= min(k, n) / n) for each k,
-        ``n_candidates`` used, ``queries`` (number of queries).
+        ``n_candidates`` used, ``queries`` (number of queries); with ``return_queries``,
+        ``candidate_sets`` (list of int arrays of frame indices, sorted) and ``query_ranks``
+        (int array: the rank of each query, set after set in that order; 0 = top-1).
 
     Raises:
         BadInputError: shapes disagree or fewer than 2 frames.
@@ -71,6 +74,9 @@ def retrieval_accuracy(audio_codes, mouth_codes, *, n_candidates: int = 32, tria
         ranks.append((sim > own).sum(1))
     ranks = torch.cat(ranks)
     out = {"n_candidates": n, "queries": int(ranks.numel())}
+    if return_queries:
+        out["candidate_sets"] = sets
+        out["query_ranks"] = ranks.numpy()
     for k in ks:
         out[f"top{k}"] = float((ranks < k).double().mean())
         out[f"chance_top{k}"] = min(k, n) / n
