@@ -8,10 +8,10 @@ import pytest
 from jeancore._io import atomic_dir, atomic_path, save_json
 from jeancore.data.audio import (LogMelFeatures, MFCCFeatures, PrecomputedFeatures,
                                  frame_audio_features, window_features)
+from jeancore.data.facecrop import choose_crop
 from jeancore.data.landmarks import DlibLandmarkDetector, fill_gaps, frame_ranges
 from jeancore.data.parsing import (BackgroundAccumulator, PersonSegmenter, fill_holes,
                                    head_torso_masks, jaw_boundary)
-from jeancore.data.pipeline import choose_crop
 from jeancore.data.video import (iter_frames, load_audio, output_frame_count, probe_video,
                                  write_video)
 from jeancore.errors import BadInputError

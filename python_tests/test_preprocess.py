@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 
@@ -182,7 +183,8 @@ def test_rerun_uses_cache_and_resumes_after_interrupt(obama_ds, tmp_path, media,
         raise KeyboardInterrupt
 
     (root / ".steps" / "parsing.json").unlink()
-    monkeypatch.setitem(pp._STEP_FUNCS, "parsing", interrupted)
+    monkeypatch.setitem(pp.STEPS, "parsing", dataclasses.replace(pp.STEPS["parsing"],
+                                                                  run=interrupted))
     with pytest.raises(KeyboardInterrupt):
         preprocess(video, root, cfg2, progress=False)
     assert calls and not (root / "meta.json").exists()

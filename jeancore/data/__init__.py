@@ -1,11 +1,13 @@
 """Data: video/audio I/O, preprocessing of a talking-head video into a dataset, and loading it.
 
-* :func:`preprocess` / :class:`PreprocessConfig` -- ``jean preprocess`` from Python.
+* :func:`preprocess` / :class:`PreprocessConfig` -- ``jean preprocess`` from Python
+  (:mod:`.pipeline` runs the steps of :mod:`.steps` through the step cache of
+  :mod:`.stepcache`; :mod:`.config` holds the settings, :mod:`.meta` the meta.json).
 * :class:`TalkingHeadDataset` -- load a preprocessed dataset (train / validation split).
 * Building blocks: :mod:`.video` (PyAV decode/encode), :mod:`.audio` (speech features per
   frame), :mod:`.landmarks` (iBUG-68, dlib), :mod:`.tracking` (3DMM fit, cameras),
   :mod:`.parsing` (person / head / torso masks, background), :mod:`.emotion` (emotion CNN),
-  :mod:`.contact_sheet`; :mod:`.pipeline` runs them in order.
+  :mod:`.facecrop` (the clip's crop, the emotion CNN's face crop), :mod:`.contact_sheet`.
 """
 
 from __future__ import annotations
@@ -15,8 +17,8 @@ import importlib
 __all__ = ["PreprocessConfig", "PreprocessResult", "TalkingHeadDataset", "preprocess",
            "read_meta"]
 
-_LAZY = {"PreprocessConfig": "pipeline", "PreprocessResult": "pipeline", "preprocess": "pipeline",
-         "TalkingHeadDataset": "dataset", "read_meta": "dataset"}
+_LAZY = {"PreprocessConfig": "config", "PreprocessResult": "config", "preprocess": "pipeline",
+         "TalkingHeadDataset": "dataset", "read_meta": "meta"}
 
 
 def __getattr__(name):

@@ -83,3 +83,61 @@ def parsing_chunk(root: str, indices: list[int], points: np.ndarray, parsing_dir
         save_image(Path(head_dir) / f"{i:06d}.jpg", composite_over(frame, head, background))
         out.append(float(head.mean()))
     return out
+
+
+class FramePool:
+    """Runs the chunk functions of this module over a dataset's frames, in spawned worker
+    processes (started on first use, kept for the whole run) or in this process.
+
+    Args:
+        root: the dataset folder the chunk functions read.
+        workers: processes; 0 = one per CPU core (at most 8), 1 = none (everything here).
+    """
+
+    def __init__(self, root, workers: int = 0):
+        self.root, self.workers = Path(root), int(workers)
+        self._pool = None
+
+    def map(self, fn, indices, *args, bar, per_frame_args=None, chunk: int = 16):
+        """Run ``fn(root, chunk_indices, [per_frame_args chunk,] *args)`` over chunks of
+        ``indices`` (in the workers when there are 48 frames or more); yields the per-frame
+        results in order, advancing the progress bar ``bar`` (closed at the end)."""
+        indices = list(indices)
+        chunks = [indices[s:s + chunk] for s in range(0, len(indices), chunk)]
+
+        def call_args(c, s):
+            extra = () if per_frame_args is None else (per_frame_args[s:s + len(c)],)
+            return (str(self.root), c, *extra, *args)
+
+        try:
+            pool = self._executor(len(indices))
+            if pool is None:
+                results = (fn(*call_args(c, k * chunk)) for k, c in enumerate(chunks))
+            else:
+                futures = [pool.submit(fn, *call_args(c, k * chunk)) for k, c in enumerate(chunks)]
+                results = (f.result() for f in futures)
+            for c, res in zip(chunks, results):
+                bar.update(len(c))
+                yield from res
+        finally:
+            bar.close()
+
+    def _executor(self, n_frames: int):
+        import os
+
+        workers = self.workers or min(os.cpu_count() or 1, 8)
+        if workers <= 1 or n_frames < 48:
+            return None
+        if self._pool is None:
+            import multiprocessing
+            from concurrent.futures import ProcessPoolExecutor
+
+            self._pool = ProcessPoolExecutor(
+                workers, mp_context=multiprocessing.get_context("spawn"))
+        return self._pool
+
+    def close(self) -> None:
+        """Stop the worker processes (pending chunks are cancelled)."""
+        if self._pool is not None:
+            self._pool.shutdown(cancel_futures=True)
+            self._pool = None

@@ -1,8 +1,8 @@
-"""Load a dataset made by ``jean preprocess`` (layout: docs/dataset.md)."""
+"""Load a dataset made by ``jean preprocess`` (layout: docs/dataset.md); ``read_meta``:
+:mod:`jeancore.data.meta`."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -11,34 +11,9 @@ import torch
 from .._io import read_image
 from ..errors import BadInputError
 from ._workers import frame_file
-from .pipeline import FORMAT_VERSION
+from .meta import read_meta
 
 __all__ = ["TalkingHeadDataset", "read_meta"]
-
-
-def read_meta(root) -> dict:
-    """meta.json of a finished dataset.
-
-    Raises:
-        BadInputError: ``root`` is not a finished jeancore dataset, or has a newer format.
-    """
-    root = Path(root)
-    path = root / "meta.json"
-    if not path.is_file():
-        hint = (" (an interrupted `jean preprocess`: run it again to finish)"
-                if (root / ".steps").is_dir() else "")
-        raise BadInputError(f"{root} is not a jeancore dataset: no meta.json{hint}. Make one "
-                            "with `jean preprocess VIDEO --out DIR`.")
-    try:
-        meta = json.loads(path.read_text())
-    except json.JSONDecodeError as e:
-        raise BadInputError(f"{path} is not valid JSON ({e})") from e
-    if meta.get("format") != "jeancore-dataset":
-        raise BadInputError(f"{path} is not a jeancore dataset's meta.json")
-    if int(meta.get("format_version", 0)) > FORMAT_VERSION:
-        raise BadInputError(f"{root} has dataset format {meta['format_version']}; this jeancore "
-                            f"reads up to {FORMAT_VERSION}: upgrade jeancore")
-    return meta
 
 
 class TalkingHeadDataset(torch.utils.data.Dataset):

@@ -1,5 +1,14 @@
-"""Face crops for the emotion CNN, from iBUG-68 landmarks (torch-free, so the preprocessing
-worker processes can cut them without loading torch)."""
+"""Face crops, of two kinds (both torch-free, so the preprocessing worker processes can use
+them without loading torch):
+
+* **The clip's crop** (:func:`scan_face_boxes`, :func:`choose_crop`): ONE square crop for a
+  whole video, chosen from face detections about 5 times per second; ``jean preprocess``
+  decodes a dataset's frames through it (the NeRF needs a fixed camera), and the driving
+  sources of a rendering (:mod:`jeancore.render.sources`) see a driving video through it.
+* **The emotion CNN's face crop** (:func:`crop_boxes`, :func:`face_crops`,
+  :func:`face_crop_grey`): a 64x64 grey crop per frame around the iBUG-68 landmarks, the
+  mini-Xception's input (:mod:`jeancore.data.emotion`).
+"""
 
 from __future__ import annotations
 
@@ -7,7 +16,94 @@ import math
 
 import numpy as np
 
-__all__ = ["INPUT_SIZE", "crop_boxes", "face_crops", "face_crop_grey"]
+__all__ = ["INPUT_SIZE", "choose_crop", "crop_boxes", "face_crops", "face_crop_grey",
+           "scan_face_boxes"]
+
+
+# ------------------------------------------------------------------------------------------
+# the clip's crop
+# ------------------------------------------------------------------------------------------
+def choose_crop(boxes: np.ndarray, width: int, height: int, scale: float = 2.6,
+                face_height: float = 0.45) -> tuple[int, int, int]:
+    """One square crop for the whole clip from the face boxes found in it.
+
+    The side is ``scale`` x the 90th percentile of the face box size, clamped to the frame's
+    shorter side; the crop is centred horizontally on the median face centre and placed so
+    that this centre is at ``face_height`` of the crop's height, then shifted to lie inside the
+    frame.
+
+    Args:
+        boxes: float [K, 4] face boxes (left, top, right, bottom) in source pixels.
+        width, height: source frame size.
+
+    Returns:
+        (x0, y0, side) in source pixels.
+
+    Raises:
+        ValueError: no boxes.
+    """
+    boxes = np.asarray(boxes, np.float64).reshape(-1, 4)
+    if len(boxes) == 0:
+        raise ValueError("choose_crop needs at least one face box")
+    sizes = np.maximum(boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1])
+    side = int(min(round(scale * np.percentile(sizes, 90)), width, height))
+    cx = np.median((boxes[:, 0] + boxes[:, 2]) / 2)
+    cy = np.median((boxes[:, 1] + boxes[:, 3]) / 2)
+    x0 = int(round(np.clip(cx - side / 2, 0, width - side)))
+    y0 = int(round(np.clip(cy - face_height * side, 0, height - side)))
+    return x0, y0, side
+
+
+class _ScanDetector:
+    """Face boxes in full source frames: tries detection copies with shorter sides 256, 480
+    and the full frame, and stops at the first that finds a face (dlib's HOG detector finds
+    large faces best on a small copy and small faces only at full size or upscaled; its
+    smallest face is about 80 px)."""
+
+    def __init__(self):
+        from .landmarks import DlibLandmarkDetector
+
+        self._det = DlibLandmarkDetector(upsample_retry=False)
+
+    def __call__(self, frame):
+        short = min(frame.shape[:2])
+        for side in sorted({256, 480, short}):  # small videos are upscaled
+            boxes = self._det.detect_faces(frame, detect_side=side)
+            if boxes:
+                return boxes[0]
+        return None
+
+
+def scan_face_boxes(frames, n: int, fps: float, *, keep: list | None = None):
+    """Face boxes of a clip from about 5 frames per second (at most 100 frames), as the
+    decode step chooses its crop from them (dlib's HOG detector, see :func:`choose_crop`).
+
+    Args:
+        frames: iterable of the clip's uint8 RGB frames [H, W, 3] (n of them).
+        n: number of frames; fps: their rate (frames per second).
+        keep: a list to append every frame to (to reuse the decoded frames), or None.
+
+    Returns:
+        (boxes: list of (x0, y0, x1, y1) in source pixels, frames examined, step between
+        them in frames).
+    """
+    step = max(1, int(round(fps / 5)), -(-n // 100))
+    scan = _ScanDetector()
+    boxes, looked = [], 0
+    for i, frame in enumerate(frames):
+        if keep is not None:
+            keep.append(frame)
+        if i % step == 0:
+            looked += 1
+            box = scan(frame)
+            if box is not None:
+                boxes.append(box)
+    return boxes, looked, step
+
+
+# ------------------------------------------------------------------------------------------
+# the emotion CNN's face crop
+# ------------------------------------------------------------------------------------------
 
 #: Side of the emotion network's square grey input, pixels.
 INPUT_SIZE = 64

@@ -251,7 +251,7 @@ def _face_video(path, fps, max_seconds, max_frames, size, max_gap, detector, pro
     decode step (scan for the face about 5 times per second, :func:`choose_crop`), and detect
     68 landmarks per frame with short gaps interpolated (:func:`detect_landmarks`)."""
     from ..data.landmarks import detect_landmarks
-    from ..data.pipeline import choose_crop, scan_face_boxes
+    from ..data.facecrop import choose_crop, scan_face_boxes
     from ..data.video import iter_frames, output_frame_count, probe_video
 
     info = probe_video(path)
