@@ -5,7 +5,8 @@
   :mod:`.stepcache`; :mod:`.config` holds the settings, :mod:`.meta` the meta.json).
 * :class:`TalkingHeadDataset` -- load a preprocessed dataset (train / validation split).
 * Building blocks: :mod:`.video` (PyAV decode/encode), :mod:`.audio` (speech features per
-  frame), :mod:`.landmarks` (iBUG-68, dlib), :mod:`.tracking` (3DMM fit, cameras),
+  frame), :mod:`.landmarks` (iBUG-68, dlib), :mod:`.tracking` (3DMM fit) with
+  :mod:`.morphable_model` and :mod:`.camera` (conventions, poses, ``tracking.npz``),
   :mod:`.parsing` (person / head / torso masks, background), :mod:`.emotion` (emotion CNN),
   :mod:`.facecrop` (the clip's crop, the emotion CNN's face crop), :mod:`.contact_sheet`.
 """

@@ -49,9 +49,9 @@ def make_contact_sheet(root, out, *, n_samples: int = 6, first_frame: int | None
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from .camera import HeadTracking
     from .emotion import EMOTION_LABELS
     from .parsing import LABEL_HEAD, LABEL_TORSO
-    from .tracking import HeadTracking
 
     root = Path(root)
     if first_frame is None or fps is None:

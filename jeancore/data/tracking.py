@@ -5,38 +5,13 @@ camera of every frame from the head pose of a per-frame 3DMM fit, as AD-NeRF (IC
 AD-NeRF's face tracker fits the Basel Face Model 2009 to the 68 detected landmarks, with one
 identity per video, an expression and a rigid pose per frame and one focal length, and writes
 the inverse of the head pose as the camera-to-world matrix of its ``transforms_*.json`` files.
-This module does the same with the 3DDFA reduction of BFM 2009 restricted to the 68 landmark
-vertices (``third_party/bfm/bfm_3ddfa_68kp.npz``: 40 identity and 10 expression components).
+This module does the same (:func:`fit_3dmm`) with the 3DDFA reduction of BFM 2009 restricted to
+the 68 landmark vertices.
 
-Conventions (the NeRF relies on them; ``jeancore.ops.generate_rays`` uses the same camera):
-
-* Canonical head space: **decimetres** (1 unit = 10 cm = 1e5 micrometres, the file's unit),
-  axes of the 3DMM: x toward the subject's left (image right for a frontal face; landmark 0,
-  the jaw's image-left end, has x < 0), y up, z out of the face toward the viewer.
-  **Origin: the centroid of the 68 mean-shape landmarks** (``MorphableModel.origin`` is where
-  that centroid lies in the file's coordinates).
-  The head sphere is centred ``head_offset`` (default 0.5) units behind that centroid, i.e. at
-  (0, 0, -0.5), with radius ``head_radius`` (default 1.5 units = 15 cm).
-* Camera (OpenGL, as NeRF / AD-NeRF): it looks down its -z axis, y up. Head to camera:
-  ``Xc = R X + t``; projection ``u = cx + f Xc_x / (-Xc_z)``, ``v = cy - f Xc_y / (-Xc_z)``.
-  Pixel coordinates use the pixel-corner convention: (0, 0) is the top-left corner of the
-  top-left pixel and the centre of pixel (row i, column j) is (u, v) = (j + 0.5, i + 0.5)
-  (dlib's integer landmark positions therefore need +0.5). Principal point at the image centre
-  (W/2, H/2), one focal length ``f`` (fx = fy) for the whole video.
-* ``camera_to_head = inverse([R t; 0 1])``: the head is fixed in canonical space and the camera
-  moves around it; ``generate_rays(camera_to_head[:, :3], f, f, cx, cy, projected)`` gives rays
-  through the fitted 3-D landmarks. Depths along those rays (``rays_d`` has unit camera-space
-  depth) are z-depths, and so are ``near`` / ``far``.
-
-About the parameter statistics in the file: ``mean`` is the BFM mean shape plus the mean of the
-expression model (3DDFA's ``u_shp + u_exp``) and does NOT include ``shape_param_mean`` /
-``expr_param_mean``, which are the averages of 3DDFA's fitted coefficients over its training
-set (300W-LP): adding ``basis @ param_mean`` moves the landmarks by 0.9 mm (identity) and
-1.8 mm (expression) RMS and opens the mouth by a further 3.3 mm. The fit therefore centres the
-Gaussian priors on zero coefficients (the model's own mean face) by default;
-``prior_center="param_mean"`` centres them on the data averages instead. Either way the
-coefficients returned are raw 3DDFA coefficients (``point = mean + shape_basis @ identity +
-expr_basis @ expression``) and the file's ``*_param_std`` are the prior scales.
+The model and its canonical head space (decimetres, origin at the mean-shape landmarks'
+centroid): :mod:`jeancore.data.morphable_model`. The camera conventions, :func:`project` and the
+result :class:`HeadTracking` (``tracking.npz``): :mod:`jeancore.data.camera`. Both are
+re-exported here.
 """
 
 from __future__ import annotations
@@ -45,15 +20,14 @@ import math
 import sys
 import time
 import warnings
-import zipfile
-from dataclasses import dataclass, fields
-from pathlib import Path
 
 import numpy as np
 import torch
 
-from jeancore._io import atomic_path
 from jeancore.errors import BadInputError
+
+from .camera import HeadTracking, camera_to_head, fill_gaps, fill_rotation_gaps, project
+from .morphable_model import N_LANDMARKS, MorphableModel, load_morphable_model
 
 __all__ = [
     "HeadTracking",
@@ -61,179 +35,8 @@ __all__ = [
     "fit_3dmm",
     "load_morphable_model",
     "project",
+    "so3_exp",
 ]
-
-N_LANDMARKS = 68
-MICROMETRES_PER_UNIT = 1.0e5  # canonical unit: 1 decimetre
-_FORMAT_VERSION = 1
-
-
-# ------------------------------------------------------------------------------------------------
-# the morphable model
-# ------------------------------------------------------------------------------------------------
-@dataclass
-class MorphableModel:
-    """A linear 3DMM at the 68 iBUG landmarks, in canonical head space (decimetres).
-
-    ``points = mean + shape_basis @ identity + expr_basis @ expression``, with raw 3DDFA
-    coefficients (the file's units; ``shape_std`` / ``expr_std`` are their typical sizes).
-
-    Attributes (torch tensors, all on one device; float unless said):
-        mean: [68, 3] mean-shape landmarks (mean identity + mean expression), iBUG order
-            (0-16 jaw, 17-26 brows, 27-35 nose, 36-47 eyes, 48-67 mouth), decimetres, origin at
-            their own centroid (so ``mean.mean(0) == 0``).
-        shape_basis: [68, 3, 40] identity basis, decimetres per coefficient.
-        expr_basis: [68, 3, 10] expression basis, decimetres per coefficient (component 0 opens
-            the mouth).
-        shape_std, expr_std: [40], [10] prior scales of the coefficients (3DDFA whitening std).
-        shape_param_mean, expr_param_mean: [40], [10] 3DDFA's training-set means of the
-            coefficients (NOT included in ``mean``; see the module docstring).
-        vertex_index: [68] int64, rows of the full 53 215-vertex BFM these landmarks come from.
-        origin: [3] where the canonical origin lies in the file's frame, in decimetres
-            (file coordinates / 1e5 = canonical coordinates + origin).
-    """
-
-    mean: torch.Tensor
-    shape_basis: torch.Tensor
-    expr_basis: torch.Tensor
-    shape_std: torch.Tensor
-    expr_std: torch.Tensor
-    shape_param_mean: torch.Tensor
-    expr_param_mean: torch.Tensor
-    vertex_index: torch.Tensor
-    origin: torch.Tensor
-
-    @property
-    def n_shape(self) -> int:
-        return int(self.shape_basis.shape[-1])
-
-    @property
-    def n_expr(self) -> int:
-        return int(self.expr_basis.shape[-1])
-
-    def to(self, device=None, dtype=None) -> MorphableModel:
-        """A copy on ``device`` with floating tensors cast to ``dtype`` (index stays int64)."""
-        out = {}
-        for f in fields(self):
-            v = getattr(self, f.name)
-            out[f.name] = v.to(device=device, dtype=dtype if v.is_floating_point() else None)
-        return MorphableModel(**out)
-
-    def points(self, identity, expression) -> torch.Tensor:
-        """Landmark positions of the model.
-
-        Args:
-            identity: raw identity coefficients, float tensor/array [40] (one face for all
-                frames) or [T, 40].
-            expression: raw expression coefficients, float [T, 10].
-
-        Returns:
-            float tensor [T, 68, 3] in canonical head space (decimetres), dtype of ``mean``.
-
-        Raises:
-            ValueError: wrong shapes, or T differing between identity [T, 40] and expression.
-        """
-        dt, dev = self.mean.dtype, self.mean.device
-        identity = torch.as_tensor(identity, dtype=dt, device=dev)
-        expression = torch.as_tensor(expression, dtype=dt, device=dev)
-        ns, ne = self.n_shape, self.n_expr
-        if expression.dim() != 2 or expression.shape[1] != ne:
-            raise ValueError(f"expression must be [T, {ne}], got {list(expression.shape)}")
-        if identity.shape == (ns,):
-            identity = identity.expand(expression.shape[0], ns)
-        elif identity.dim() != 2 or identity.shape != (expression.shape[0], ns):
-            raise ValueError(
-                f"identity must be [{ns}] or [T, {ns}] with T = {expression.shape[0]} (from "
-                f"expression), got {list(identity.shape)}")
-        return (self.mean + torch.einsum("kcs,ts->tkc", self.shape_basis, identity)
-                + torch.einsum("kce,te->tkc", self.expr_basis, expression))
-
-    def head_sphere(self, offset: float = 0.5, radius: float = 1.5) -> tuple[torch.Tensor, float]:
-        """The head sphere: centre = centroid of the mean-shape landmarks moved ``offset`` units
-        back (-z), i.e. (0, 0, -offset) in canonical space, and ``radius`` (decimetres)."""
-        centre = self.mean.mean(0).clone()
-        centre[2] -= offset
-        return centre, float(radius)
-
-
-def load_morphable_model(path=None, *, device="cpu", dtype=torch.float32) -> MorphableModel:
-    """Load the 68-landmark 3DMM (``bfm_3ddfa_68kp.npz`` layout) into canonical head space.
-
-    Converts the file's micrometres to decimetres and moves the origin to the centroid of the 68
-    mean-shape landmarks (see the module docstring).
-
-    Args:
-        path: the npz file; default ``asset_path("bfm", "bfm_3ddfa_68kp.npz")`` (the vendored
-            3DDFA reduction of BFM 2009: research-use terms, see third_party/bfm/README.md).
-        device, dtype: where and in which floating dtype the tensors go.
-
-    Raises:
-        FileNotFoundError: no such file (or the vendored file is missing).
-        BadInputError: the file lacks an array or an array has the wrong shape.
-    """
-    if path is None:
-        from jeancore._assets import asset_path
-        path = asset_path("bfm", "bfm_3ddfa_68kp.npz")
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"3DMM file {path} not found")
-    with np.load(path) as z:
-        need = ("mean", "shape_basis", "expr_basis", "shape_param_mean", "shape_param_std",
-                "expr_param_mean", "expr_param_std", "vertex_index")
-        missing = [k for k in need if k not in z.files]
-        if missing:
-            raise BadInputError(f"{path} is not a 68-landmark 3DMM file: missing {missing}")
-        a = {k: np.asarray(z[k]) for k in need}
-    ns, ne = a["shape_basis"].shape[-1], a["expr_basis"].shape[-1]
-    expect = {"mean": (68, 3), "shape_basis": (68, 3, ns), "expr_basis": (68, 3, ne),
-              "shape_param_mean": (ns,), "shape_param_std": (ns,), "expr_param_mean": (ne,),
-              "expr_param_std": (ne,), "vertex_index": (68,)}
-    for k, shp in expect.items():
-        if a[k].shape != shp:
-            raise BadInputError(f"{path}: array {k!r} has shape {a[k].shape}, expected {shp}")
-    mean = a["mean"].astype(np.float64) / MICROMETRES_PER_UNIT
-    origin = mean.mean(0)
-
-    def t(x, scale=1.0):
-        return torch.as_tensor(np.asarray(x, np.float64) / scale, dtype=dtype, device=device)
-
-    return MorphableModel(
-        mean=t(mean - origin),
-        shape_basis=t(a["shape_basis"], MICROMETRES_PER_UNIT),
-        expr_basis=t(a["expr_basis"], MICROMETRES_PER_UNIT),
-        shape_std=t(a["shape_param_std"]),
-        expr_std=t(a["expr_param_std"]),
-        shape_param_mean=t(a["shape_param_mean"]),
-        expr_param_mean=t(a["expr_param_mean"]),
-        vertex_index=torch.as_tensor(a["vertex_index"], dtype=torch.int64, device=device),
-        origin=t(origin),
-    )
-
-
-# ------------------------------------------------------------------------------------------------
-# camera helpers
-# ------------------------------------------------------------------------------------------------
-def project(points, rotation, translation, focal, cx, cy):
-    """Project head-space points with the OpenGL pinhole camera of this module.
-
-    ``Xc = R X + t``, ``u = cx + f Xc_x / (-Xc_z)``, ``v = cy - f Xc_y / (-Xc_z)``
-    (pixel-corner convention; points in front of the camera have Xc_z < 0).
-
-    Args:
-        points: float [T, N, 3] (canonical head space).
-        rotation: float [T, 3, 3] head-to-camera rotations R.
-        translation: float [T, 3] head-to-camera translations t (same unit as points).
-        focal, cx, cy: pixels (numbers or 0-d tensors).
-
-    Returns:
-        float tensor [T, N, 2] of (u, v) pixel coordinates.
-    """
-    points = torch.as_tensor(points)
-    rotation = torch.as_tensor(rotation, dtype=points.dtype, device=points.device)
-    translation = torch.as_tensor(translation, dtype=points.dtype, device=points.device)
-    xc = torch.einsum("tij,tnj->tni", rotation, points) + translation[:, None, :]
-    depth = -xc[..., 2]
-    return torch.stack([cx + focal * xc[..., 0] / depth, cy - focal * xc[..., 1] / depth], -1)
 
 
 def _skew(w):
@@ -243,8 +46,20 @@ def _skew(w):
                         torch.stack([-w[..., 1], w[..., 0], z], -1)], -2)
 
 
-def _so3_exp(w):
-    """Rodrigues: axis-angle [..., 3] -> rotation [..., 3, 3], safe (and differentiable) at 0."""
+def so3_exp(w: torch.Tensor) -> torch.Tensor:
+    """Rodrigues' formula: axis-angle vectors -> rotation matrices, differentiable (also at 0).
+
+    The fit's pose variables are axis-angle updates of each frame's rotation, and L-BFGS needs
+    the gradient of the energy with respect to them: so this one rotation function is torch,
+    for autograd. SciPy's ``Rotation`` (used everywhere else, :mod:`jeancore.data.camera`)
+    works on numpy arrays and gives no gradients.
+
+    Args:
+        w: float tensor [..., 3], rotation angle (radians) times unit axis.
+
+    Returns:
+        float tensor [..., 3, 3], same dtype and device.
+    """
     th2 = (w * w).sum(-1)
     small = th2 < 1e-8
     th2s = torch.where(small, torch.ones_like(th2), th2)
@@ -254,134 +69,6 @@ def _so3_exp(w):
     k = _skew(w)
     eye = torch.eye(3, dtype=w.dtype, device=w.device).expand_as(k)
     return eye + a[..., None, None] * k + b[..., None, None] * (k @ k)
-
-
-def _so3_log(r):
-    """Rotation [..., 3, 3] -> axis-angle [..., 3] (angles below ~179 degrees)."""
-    cos = ((r.diagonal(dim1=-2, dim2=-1).sum(-1) - 1) / 2).clamp(-1.0, 1.0)
-    th = torch.acos(cos)
-    v = torch.stack([r[..., 2, 1] - r[..., 1, 2], r[..., 0, 2] - r[..., 2, 0],
-                     r[..., 1, 0] - r[..., 0, 1]], -1)
-    s = torch.sin(th)
-    scale = torch.where(th < 1e-6, torch.full_like(th, 0.5), th / (2 * s.clamp_min(1e-12)))
-    return v * scale[..., None]
-
-
-def _fill_gaps(values: torch.Tensor, idx: torch.Tensor, n: int, rotations: bool = False):
-    """Values known at sorted frame indices ``idx`` ([V, ...]) -> [n, ...]: linear interpolation
-    between the neighbouring known frames (geodesic for rotations), constant before the first
-    and after the last."""
-    frames = torch.arange(n, device=values.device)
-    pos = torch.searchsorted(idx, frames, right=True)  # number of known frames <= t
-    lo = (pos - 1).clamp(0, len(idx) - 1)
-    hi = pos.clamp(0, len(idx) - 1)
-    t_lo, t_hi = idx[lo], idx[hi]
-    span = (t_hi - t_lo).clamp_min(1).to(values.dtype)
-    s = ((frames - t_lo).to(values.dtype) / span).clamp(0, 1)
-    s = torch.where(t_hi == t_lo, torch.zeros_like(s), s)
-    a, b = values[lo], values[hi]
-    if rotations:
-        return a @ _so3_exp(_so3_log(a.transpose(-1, -2) @ b) * s[:, None])
-    s = s.reshape((-1,) + (1,) * (values.dim() - 1))
-    return a + s * (b - a)
-
-
-# ------------------------------------------------------------------------------------------------
-# result
-# ------------------------------------------------------------------------------------------------
-@dataclass
-class HeadTracking:
-    """Per-frame head pose, camera and 3DMM coefficients of a video (numpy arrays).
-
-    Attributes:
-        identity: float32 [40] raw identity coefficients (one per video).
-        expression: float32 [T, 10] raw expression coefficients per frame.
-        rotation: float32 [T, 3, 3] head-to-camera rotation R (``Xc = R X + t``).
-        translation: float32 [T, 3] head-to-camera translation t, decimetres.
-        focal: focal length f in pixels (fx = fy).
-        cx, cy: principal point in pixels (image centre, W/2 and H/2).
-        image_size: (W, H) in pixels.
-        valid: bool [T], the frames whose landmarks entered the fit; the other frames' pose and
-            expression are interpolated from the neighbouring valid frames (held constant before
-            the first and after the last).
-        landmarks: float32 [T, 68, 2] the input landmarks in pixels (NaN allowed where invalid).
-        projected: float32 [T, 68, 2] the fitted landmarks projected to the image, pixels
-            (pixel-corner convention), for every frame.
-        reprojection_error: float32 [T] mean Euclidean distance in pixels between ``projected``
-            and the input landmarks over the 68 points; NaN for invalid frames.
-        camera_to_head: float32 [T, 4, 4] inverse of [R t; 0 1] (camera-to-world of the NeRF,
-            OpenGL camera axes, decimetres).
-        near, far: z-depths (decimetres) bounding the head sphere over all frames: min over frames
-            of the sphere centre's depth minus the radius, max plus the radius.
-        head_center: float32 [3] head sphere centre in canonical space (decimetres).
-        head_radius: head sphere radius (decimetres).
-    """
-
-    identity: np.ndarray
-    expression: np.ndarray
-    rotation: np.ndarray
-    translation: np.ndarray
-    focal: float
-    cx: float
-    cy: float
-    image_size: tuple[int, int]
-    valid: np.ndarray
-    landmarks: np.ndarray
-    projected: np.ndarray
-    reprojection_error: np.ndarray
-    camera_to_head: np.ndarray
-    near: float
-    far: float
-    head_center: np.ndarray
-    head_radius: float
-
-    @property
-    def num_frames(self) -> int:
-        return int(self.rotation.shape[0])
-
-    @property
-    def intrinsics(self) -> tuple[float, float, float, float]:
-        """(fx, fy, cx, cy) in pixels, as ``generate_rays`` takes them."""
-        return (self.focal, self.focal, self.cx, self.cy)
-
-    def save(self, path) -> None:
-        """Write an ``.npz`` file to exactly ``path`` (no suffix is added), atomically: a
-        temporary file in the same folder, then ``os.replace``, so a reader never sees a
-        half-written file. Read it back with :meth:`load`."""
-        path = Path(path)
-        arrays = {f.name: np.asarray(getattr(self, f.name)) for f in fields(self)}
-        arrays["format_version"] = np.asarray(_FORMAT_VERSION)
-        with atomic_path(path) as tmp, open(tmp, "wb") as fh:
-            np.savez(fh, **arrays)
-
-    @classmethod
-    def load(cls, path) -> HeadTracking:
-        """Read a file written by :meth:`save`.
-
-        Raises:
-            FileNotFoundError: no such file.
-            BadInputError: not a head-tracking file (missing arrays / newer format).
-        """
-        path = Path(path)
-        if not path.is_file():
-            raise FileNotFoundError(f"head-tracking file {path} not found")
-        names = [f.name for f in fields(cls)] + ["format_version"]
-        try:
-            with np.load(path, allow_pickle=False) as z:
-                missing = [n for n in names if n not in z.files]
-                d = {n: z[n] for n in names if n in z.files}
-        except (OSError, ValueError, zipfile.BadZipFile) as exc:
-            raise BadInputError(f"{path} is not a head-tracking .npz file ({exc})") from exc
-        if missing:
-            raise BadInputError(f"{path} is not a head-tracking file: missing {missing}")
-        version = int(d.pop("format_version"))
-        if version > _FORMAT_VERSION:
-            raise BadInputError(f"{path} has head-tracking format {version}; this jeancore "
-                                f"reads up to {_FORMAT_VERSION}")
-        for n in ("focal", "cx", "cy", "near", "far", "head_radius"):
-            d[n] = float(d[n])
-        d["image_size"] = tuple(int(v) for v in d["image_size"])
-        return cls(**d)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -671,7 +358,7 @@ def _fit(lm_np, img_w, img_h, valid_np, focal, model, iterations, landmark_sigma
     use_focal_prior = focal is None and focal_prior is not None and math.isfinite(focal_prior)
 
     def state(with_shape: bool):
-        rot = _so3_exp(k_pose * w) @ rot0
+        rot = so3_exp(k_pose * w) @ rot0
         s = scale0 * torch.exp(k_pose * log_s)
         f = torch.exp(log_f0 + phi)
         m = off0 + face_size * k_pose * off
@@ -722,18 +409,17 @@ def _fit(lm_np, img_w, img_h, valid_np, focal, model, iterations, landmark_sigma
     with torch.no_grad():
         rot_v, trans_v, f_t, expr_v, _ = state(True)
         ident = centre_id + model.shape_std * z_id
-        rot = _fill_gaps(rot_v, idx, n_frames, rotations=True)
-        trans = _fill_gaps(trans_v, idx, n_frames)
-        expr = _fill_gaps(expr_v, idx, n_frames)
+    idx_np = np.flatnonzero(valid_np)
+    rot_np = fill_rotation_gaps(rot_v.cpu().numpy(), idx_np, n_frames)
+    trans_np = fill_gaps(trans_v.cpu().numpy(), idx_np, n_frames)
+    expr_np = fill_gaps(expr_v.cpu().numpy(), idx_np, n_frames)
+    with torch.no_grad():
+        rot, trans, expr = (torch.from_numpy(a).to(dev) for a in (rot_np, trans_np, expr_np))
         f = float(f_t)
         proj = project(model.points(ident, expr), rot, trans, f, cx, cy)
         valid_t = torch.as_tensor(valid_np, device=dev)
         err = (proj - torch.as_tensor(lm_np, dtype=dt, device=dev)).norm(dim=-1).mean(-1)
         err = torch.where(valid_t, err, torch.full_like(err, float("nan")))
-        c2w = torch.zeros(n_frames, 4, 4, dtype=dt, device=dev)
-        c2w[:, :3, :3] = rot.transpose(1, 2)
-        c2w[:, :3, 3] = -(rot.transpose(1, 2) @ trans[:, :, None])[..., 0]
-        c2w[:, 3, 3] = 1
         centre, radius = model.head_sphere(head_offset, head_radius)
         depth = -(rot @ centre + trans)[:, 2]
         near = float(depth.min()) - radius
@@ -756,5 +442,5 @@ def _fit(lm_np, img_w, img_h, valid_np, focal, model, iterations, landmark_sigma
         identity=f32(ident), expression=f32(expr), rotation=f32(rot), translation=f32(trans),
         focal=f, cx=cx, cy=cy, image_size=(img_w, img_h), valid=valid_np,
         landmarks=lm_np.astype(np.float32), projected=f32(proj), reprojection_error=f32(err),
-        camera_to_head=f32(c2w), near=near, far=far, head_center=f32(centre),
+        camera_to_head=camera_to_head(rot_np, trans_np), near=near, far=far, head_center=f32(centre),
         head_radius=radius)
