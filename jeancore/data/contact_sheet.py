@@ -42,8 +42,6 @@ def make_contact_sheet(root, out, *, n_samples: int = 6, first_frame: int | None
     Returns:
         ``out`` as a Path.
     """
-    import json
-
     import matplotlib
 
     matplotlib.use("Agg")
@@ -55,7 +53,9 @@ def make_contact_sheet(root, out, *, n_samples: int = 6, first_frame: int | None
 
     root = Path(root)
     if first_frame is None or fps is None:
-        meta = json.loads((root / "meta.json").read_text())
+        from .meta import read_meta
+
+        meta = read_meta(root)
         first_frame = meta["first_frame"] if first_frame is None else first_frame
         fps = meta["fps"] if fps is None else fps
     with np.load(root / "landmarks.npz") as z:

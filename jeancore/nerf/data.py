@@ -3,8 +3,6 @@ face box, speech-feature window and emotion features, at the training resolution
 
 from __future__ import annotations
 
-import hashlib
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -58,17 +56,9 @@ def pixel_grid(h: int, w: int, device=None) -> torch.Tensor:
 def dataset_fingerprint(root) -> str:
     """SHA-256 of what identifies a dataset: its source files, frame range, crop, size and the
     tracked cameras (a NeRF trained on it only fits these)."""
-    from ..data.dataset import read_meta
+    from ..data.dataset import DatasetReader
 
-    root = Path(root)
-    meta = read_meta(root)
-    src = meta.get("source", {})
-    key = {k: meta.get(k) for k in ("fps", "size", "n_frames", "first_frame", "crop")}
-    key.update(video=src.get("video_sha256"), audio=src.get("audio_sha256"))
-    h = hashlib.sha256(json.dumps(key, sort_keys=True).encode())
-    with np.load(root / "tracking.npz") as z:
-        h.update(np.ascontiguousarray(z["camera_to_head"], dtype=np.float32).tobytes())
-    return h.hexdigest()
+    return DatasetReader(root).fingerprint()
 
 
 @dataclass
@@ -165,11 +155,7 @@ def load_nerf_data(root, resolution: int | None = None, *, images: bool = True) 
                 lab = cv2.resize(lab, (size, size), interpolation=cv2.INTER_NEAREST)
             head[j] = lab == LABEL_HEAD
     fx, fy, cx, cy = ds.intrinsics
-    with np.load(Path(root) / "tracking.npz") as z:
-        center = np.asarray(z["head_center"], np.float32) if "head_center" in z.files else \
-            np.zeros(3, np.float32)
-        radius = float(z["head_radius"]) if "head_radius" in z.files else \
-            0.5 * (ds.far - ds.near)
+    center, radius = ds.head_center, ds.head_radius
     return NerfData(
         root=Path(root), fingerprint=dataset_fingerprint(root), size=size,
         dataset_size=ds.size, images=torch.from_numpy(imgs),

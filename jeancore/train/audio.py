@@ -341,7 +341,7 @@ def load_audio_datasets(sources) -> list[AudioDataset]:
         BadInputError: not a dataset, no audio features, files missing or inconsistent,
             datasets with different feature kinds / widths, no source.
     """
-    from ..data.dataset import read_meta
+    from ..data.dataset import DatasetReader
     from ..data.mead import read_mead_index
 
     if isinstance(sources, (str, Path)):
@@ -366,17 +366,12 @@ def load_audio_datasets(sources) -> list[AudioDataset]:
         if i in ready:
             out.append(ready[i])
             continue
-        meta = read_meta(path)
+        ds = DatasetReader(path)
+        meta = ds.meta
         feats = _features_of(meta, path)
-        n = int(meta["n_frames"])
-        lm_path, af_path = path / "landmarks.npz", path / "audio_features.npy"
-        for p in (lm_path, af_path):
-            if not p.is_file():
-                raise BadInputError(f"{path}: {p.name} is missing; the dataset is incomplete "
-                                    "(run `jean preprocess` again)")
-        with np.load(lm_path) as z:
-            pts = np.asarray(z["points"], np.float32)
-        audio = np.load(af_path).astype(np.float32, copy=False)
+        n = ds.n_frames
+        pts = np.asarray(ds.landmarks(), np.float32)
+        audio = ds.audio_features().astype(np.float32, copy=False)
         if len(pts) != n or audio.shape[0] != n:
             raise BadInputError(f"{path}: landmarks ({len(pts)}) / audio features "
                                 f"({audio.shape[0]}) do not have n_frames={n} rows")
