@@ -9,8 +9,10 @@ import numpy as np
 import pytest
 import torch
 
+from jeancore.data.camera import head_to_camera, mean_rotation
 from jeancore.errors import BadInputError, ConfigError
 from jeancore.render import sources as S
+from jeancore.render.sources import expression as SE
 
 
 # ------------------------------------------------------------------------------------------
@@ -151,7 +153,7 @@ def test_expression_source_without_face(media):
 
 def test_hold_index():
     valid = np.array([0, 1, 0, 0, 0, 1, 0], bool)
-    assert S._hold_index(valid).tolist() == [1, 1, 1, 1, 5, 5, 5]
+    assert SE._hold_index(valid).tolist() == [1, 1, 1, 1, 5, 5, 5]
 
 
 # ------------------------------------------------------------------------------------------
@@ -178,12 +180,12 @@ def test_retarget_poses_hand_computed():
     t0 = np.array([[0.1, -0.2, -10.0]])
     c2h = S.retarget_poses(r_d, t_d, R0[None], t0)
     assert c2h.shape == (3, 4, 4) and c2h.dtype == np.float32
-    r, t = S._head_to_camera(c2h)
+    r, t = head_to_camera(c2h)
     for i, a in enumerate(angles):
         np.testing.assert_allclose(r[i], _rot_y(a) @ R0, atol=1e-6)
         np.testing.assert_allclose(t[i], t0[0] + [0.5 * (i - 1), 0, 0], atol=1e-5)
     # motion_scale 0 freezes the target's mean pose; the bottom row stays [0 0 0 1]
-    r, t = S._head_to_camera(S.retarget_poses(r_d, t_d, R0[None], t0, motion_scale=0.0))
+    r, t = head_to_camera(S.retarget_poses(r_d, t_d, R0[None], t0, motion_scale=0.0))
     np.testing.assert_allclose(r, np.repeat(R0[None], 3, 0), atol=1e-6)
     np.testing.assert_allclose(t, np.repeat(t0, 3, 0), atol=1e-5)
     np.testing.assert_array_equal(c2h[:, 3], np.tile([0, 0, 0, 1], (3, 1)))
@@ -225,10 +227,10 @@ def test_head_poses_from_video_retargeted(media, preprocessed):
     poses = S.head_poses(media / "video" / "aoc_8s_512.mp4", 40, dataset=res.root,
                          crop_size=128)
     assert poses.shape == (40, 4, 4) and np.isfinite(poses).all()
-    r, t = S._head_to_camera(poses)
+    r, t = head_to_camera(poses)
     np.testing.assert_allclose(np.einsum("tij,tkj->tik", r, r), np.broadcast_to(np.eye(3),
                                r.shape), atol=1e-5)
-    mean_r, target_r = S._mean_rotation(r), S._mean_rotation(tr.rotation)
+    mean_r, target_r = mean_rotation(r), mean_rotation(tr.rotation)
     assert np.degrees(np.arccos(np.clip((np.trace(mean_r @ target_r.T) - 1) / 2, -1, 1))) < 0.1
     np.testing.assert_allclose(t.mean(0), tr.translation.mean(0), atol=1e-3)
     # the head does move (a talking person), by a plausible amount (< 30 degrees)
