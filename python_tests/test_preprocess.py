@@ -156,6 +156,47 @@ def test_dataset_loader_errors(tmp_path, obama_ds):
         TalkingHeadDataset(obama_ds.root, "test")
 
 
+def test_dataset_reader(tmp_path, obama_ds):
+    """DatasetReader gives what TalkingHeadDataset, the NeRF data and the rendering sources
+    read: the same arrays as the files, the head sphere (with the fallback of old
+    tracking.npz files), the audio settings, a fingerprint that follows the cameras."""
+    from jeancore.data import DatasetReader
+    from jeancore.render.sources import audio_feature_config
+
+    root, meta = obama_ds.root, obama_ds.meta
+    ds = DatasetReader(root)
+    assert ds.n_frames == meta["n_frames"] and ds.val_start == meta["split"]["val_start"]
+    assert ds.split("val").tolist() == list(range(ds.val_start, ds.n_frames))
+    allds = TalkingHeadDataset(root, "all", images=False)
+    with np.load(root / "tracking.npz") as z:
+        np.testing.assert_array_equal(ds.tracking().camera_to_head, z["camera_to_head"])
+        np.testing.assert_array_equal(allds.camera_to_head, z["camera_to_head"])
+        np.testing.assert_array_equal(ds.head_sphere[0], z["head_center"])
+        assert ds.head_sphere[1] == float(z["head_radius"]) == allds.head_radius
+        assert ds.near_far == (float(z["near"]), float(z["far"]))
+        arrays = {k: z[k] for k in z.files}
+    assert ds.audio_settings == (meta["audio"]["features"], 16)
+    assert ds.audio_settings == audio_feature_config(root) == audio_feature_config(
+        root / "meta.json")
+    np.testing.assert_array_equal(ds.audio_features(mmap=True), allds.audio)
+    # the fingerprint depends on meta.json and the cameras only
+    copy = tmp_path / "copy"
+    copy.mkdir()
+    shutil.copy(root / "meta.json", copy / "meta.json")
+    shutil.copy(root / "tracking.npz", copy / "tracking.npz")
+    assert DatasetReader(copy).fingerprint() == ds.fingerprint()
+    old = {k: v for k, v in arrays.items() if k not in ("head_center", "head_radius")}
+    old["camera_to_head"] = old["camera_to_head"] + np.float32(1e-3)
+    np.savez(copy / "tracking.npz", **old)
+    moved = DatasetReader(copy)
+    assert moved.fingerprint() != ds.fingerprint()
+    near, far = ds.near_far
+    assert moved.head_sphere[0].tolist() == [0, 0, 0]
+    assert moved.head_sphere[1] == pytest.approx(0.5 * (far - near))
+    with pytest.raises(BadInputError, match="landmarks.npz is missing"):
+        moved.landmarks()
+
+
 # ------------------------------------------------------------------------------------------
 # caching and resume
 # ------------------------------------------------------------------------------------------
