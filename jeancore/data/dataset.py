@@ -76,34 +76,23 @@ class DatasetReader:
             frame among the decoded frames of ``frames/``).
 
     Raises:
-        BadInputError: not a finished dataset (no meta.json, an interrupted run), a newer
-            format; the methods: a file of the dataset is missing.
+        BadInputError: not a finished dataset (no meta.json, an interrupted run, a meta.json
+            without the frame count, rate, size or split), a newer format; the methods: a file
+            of the dataset is missing.
     """
 
     def __init__(self, root):
         root = Path(root)
-        self.meta = read_meta(root)
+        self.meta = m = read_meta(root)
         self.root = root.parent if root.is_file() else root
-
-    @property
-    def n_frames(self) -> int:
-        return int(self.meta["n_frames"])
-
-    @property
-    def first_frame(self) -> int:
-        return int(self.meta["first_frame"])
-
-    @property
-    def fps(self) -> float:
-        return float(self.meta["fps"])
-
-    @property
-    def size(self) -> int:
-        return int(self.meta["size"])
-
-    @property
-    def val_start(self) -> int:
-        return int(self.meta["split"]["val_start"])
+        try:
+            self.n_frames, self.first_frame = int(m["n_frames"]), int(m["first_frame"])
+            self.fps, self.size = float(m["fps"]), int(m["size"])
+            self.val_start = int(m["split"]["val_start"])
+        except (KeyError, TypeError, ValueError) as e:
+            raise BadInputError(f"{self.root}/meta.json has no valid n_frames, first_frame, "
+                                f"fps, size and split.val_start ({type(e).__name__}: {e}): "
+                                "not a complete dataset (run `jean preprocess` again)") from e
 
     def split(self, which: str) -> np.ndarray:
         """int64 frame indices of ``"train"`` (0 .. val_start-1), ``"val"`` (val_start ..

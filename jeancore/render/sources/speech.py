@@ -1,7 +1,7 @@
 """The speech source of a rendering (JEAN Sec. 3.1, suppl. 8.2): any audio file or video with
 sound, turned into the *same* per-frame feature windows preprocessing computed for the training
 dataset (the settings recorded in its ``meta.json`` ``audio`` entry, read by
-:class:`jeancore.data.dataset.DatasetReader`; log-mel or MFCC normalised per clip, as
+:func:`jeancore.data.dataset.audio_settings`; log-mel or MFCC normalised per clip, as
 :mod:`jeancore.data.audio`). The audio's length sets the output length:
 ``T = round(duration * fps)`` frames."""
 
@@ -35,13 +35,13 @@ def audio_feature_config(features) -> tuple[dict, int]:
             a dataset (meta.json).
         ConfigError: the dict is none of the above.
     """
-    from ...data.dataset import DatasetReader, audio_settings
+    from ...data.dataset import audio_settings, read_meta
 
     if isinstance(features, (str, Path)):
         p = Path(features)
         if not p.exists():
             raise BadInputError(f"{p}: no such dataset folder or meta.json")
-        return DatasetReader(p).audio_settings
+        features = read_meta(p)
     return audio_settings(features)
 
 
