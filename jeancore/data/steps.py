@@ -242,7 +242,8 @@ def _step_emotion(ctx: StepContext) -> dict:
     points, found, _ = _load_landmarks(ctx)
     crops = np.load(ctx.root / "face_crops.npy")
     for j in np.flatnonzero(~found):  # interpolated frames: crop from their landmarks
-        crops[j] = face_crop_grey(read_image(_workers.frame_file(ctx.root, "frames", ctx.kept[j])), points[j])
+        frame = read_image(_workers.frame_file(ctx.root, "frames", ctx.kept[j]))
+        crops[j] = face_crop_grey(frame, points[j])
     feats, probs = emotion_from_crops(crops, model=load_emotion_cnn(device=ctx.cfg.device),
                                       batch_size=64, device=ctx.cfg.device)
     save_npz(ctx.root / "emotion.npz", features=feats, probs=probs,

@@ -442,5 +442,5 @@ def _fit(lm_np, img_w, img_h, valid_np, focal, model, iterations, landmark_sigma
         identity=f32(ident), expression=f32(expr), rotation=f32(rot), translation=f32(trans),
         focal=f, cx=cx, cy=cy, image_size=(img_w, img_h), valid=valid_np,
         landmarks=lm_np.astype(np.float32), projected=f32(proj), reprojection_error=f32(err),
-        camera_to_head=camera_to_head(rot_np, trans_np), near=near, far=far, head_center=f32(centre),
-        head_radius=radius)
+        camera_to_head=camera_to_head(rot_np, trans_np), near=near, far=far,
+        head_center=f32(centre), head_radius=radius)

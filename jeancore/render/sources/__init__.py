@@ -15,8 +15,9 @@ suppl. 8.5), and the rule that brings them to one length.
   default), longer ones cut.
 
 :mod:`.face_video` decodes a driving video through one face crop with landmarks, for the
-expression and head-pose sources. Each module imports only numpy at the top (torch, dlib and
-the dataset reader are loaded on use).
+expression and head-pose sources. At the top the modules import only numpy and
+:mod:`jeancore.data.camera` (numpy and SciPy); torch, dlib and the dataset reader are loaded on
+use.
 """
 
 from __future__ import annotations
