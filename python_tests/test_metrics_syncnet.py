@@ -254,3 +254,13 @@ def test_bad_weights_and_input(tmp_path, weights):
     with pytest.raises(ValueError, match="16 kHz"):
         syncnet_scores(frames, wav, _EnergyModel(), sr=48000)
     assert isinstance(SyncNet(), torch.nn.Module)
+
+
+@pytest.mark.cuda
+def test_network_on_cuda_matches_cpu(weights):
+    frames, wav = _synthetic_clip(2, n=12)
+    box = (24.0, 24.0, 72.0, 72.0)
+    cpu = syncnet_scores(frames, wav, weights[0], boxes=box)
+    gpu = syncnet_scores(frames, wav, weights[0], boxes=box, device="cuda")
+    assert gpu.offset_frames == cpu.offset_frames
+    np.testing.assert_allclose(gpu.distances, cpu.distances, rtol=1e-3)
