@@ -40,8 +40,8 @@ import numpy as np
 
 from ..errors import BadInputError
 
-__all__ = ["REFERENCE_LAG_S", "MIN_SIGNIFICANCE", "TOLERANCE_S", "AVOffset", "lip_opening", "speech_envelope",
-           "estimate_av_offset"]
+__all__ = ["REFERENCE_LAG_S", "MIN_SIGNIFICANCE", "TOLERANCE_S", "AVOffset", "LagSearch",
+           "lip_opening", "speech_envelope", "lag_search", "estimate_av_offset"]
 
 REFERENCE_LAG_S = 0.1
 MIN_SIGNIFICANCE = 4.0
@@ -128,32 +128,53 @@ def speech_envelope(wav, sr: int = 16000) -> np.ndarray:
     return mel(wav, sr).mean(1).astype(np.float64)
 
 
-def estimate_av_offset(landmarks, wav, fps: float, *, sr: int = 16000, first_frame: int = 0,
-                       max_lag_s: float = 0.5, reference_lag_s: float = REFERENCE_LAG_S,
-                       min_significance: float = MIN_SIGNIFICANCE,
-                       tolerance_s: float = TOLERANCE_S) -> AVOffset:
-    """Estimates the audio-video offset of a clip (see the module docstring).
+@dataclass
+class LagSearch:
+    """Result of :func:`lag_search` (times in seconds).
+
+    Attributes:
+        lag_s: lag of the correlation peak (positive: the speech comes after the lips),
+            refined by a parabola through its neighbours.
+        correlation: Pearson correlation at the peak.
+        confidence: the peak minus the median over all lags searched.
+        significance: z-score of the peak against the circularly shifted null.
+        lags: float64 [L] the lags searched; correlations: float64 [L] c(L).
+    """
+
+    lag_s: float
+    correlation: float
+    confidence: float
+    significance: float
+    lags: np.ndarray
+    correlations: np.ndarray
+
+
+def lag_search(opening, wav, fps: float, *, sr: int = 16000, first_frame: int = 0,
+               max_lag_s: float = 0.5) -> LagSearch:
+    """Cross-correlation of a lip-opening signal with the speech envelope over lags, and its
+    significance against circularly shifted lips (the search of the module docstring; the
+    core of :func:`estimate_av_offset`).
 
     Args:
-        landmarks: float [T, 68, 2] iBUG-68 points of frames ``first_frame .. first_frame+T-1``
-            of the video (frame k is centred at (k + 0.5) / fps seconds of ``wav``).
-        wav: float [N] mono speech of the whole video, sample rate ``sr`` (16 kHz).
-        fps: video frame rate.
+        opening: float [T] lip opening of frames ``first_frame .. first_frame+T-1``
+            (:func:`lip_opening`; any unit, it is standardised).
+        wav: float [N] mono speech of the whole video at ``sr`` (16 kHz).
+        fps: video frame rate (frame k is centred at (k + 0.5) / fps seconds of ``wav``).
         max_lag_s: largest lag searched either way (seconds).
-        reference_lag_s: the lag of well-synchronised speech (seconds).
-        min_significance: smallest significance (z-score) at which the correction is applied.
-        tolerance_s: smallest correction that is applied (seconds).
 
     Returns:
-        :class:`AVOffset`.
+        :class:`LagSearch`.
 
     Raises:
-        BadInputError: bad shapes, fewer than 2 s + 20 frames (the significance test needs
-            them), or audio shorter than the frames.
+        BadInputError: non-positive fps / max_lag_s, fewer than 2 s + 20 frames (the
+            significance test needs them), non-finite openings, or audio shorter than the
+            frames.
     """
     if fps <= 0 or max_lag_s <= 0:
         raise BadInputError("fps and max_lag_s must be positive")
-    o = lip_opening(landmarks)
+    o = np.asarray(opening, np.float64)
+    if o.ndim != 1 or not np.all(np.isfinite(o)):
+        raise BadInputError(f"the lip opening must be a finite signal [T], got {o.shape}")
     gap = int(round(fps))
     if len(o) < 2 * gap + 20:
         raise BadInputError(f"{len(o)} frames are too few to estimate the audio-video offset "
@@ -183,10 +204,43 @@ def estimate_av_offset(landmarks, wav, fps: float, *, sr: int = 16000, first_fra
     rolls = rolls[np.linspace(0, len(rolls) - 1, min(len(rolls), 200)).round().astype(int)]
     null = (np.stack([np.roll(o, r) for r in rolls]) @ env_at.T / len(o)).max(1)
     z = float((corr[k] - null.mean()) / (null.std() + 1e-12))
+    return LagSearch(lag_s=lag, correlation=float(corr[k]), confidence=conf, significance=z,
+                     lags=lags, correlations=corr)
+
+
+def estimate_av_offset(landmarks, wav, fps: float, *, sr: int = 16000, first_frame: int = 0,
+                       max_lag_s: float = 0.5, reference_lag_s: float = REFERENCE_LAG_S,
+                       min_significance: float = MIN_SIGNIFICANCE,
+                       tolerance_s: float = TOLERANCE_S) -> AVOffset:
+    """Estimates the audio-video offset of a clip (see the module docstring):
+    :func:`lip_opening`, then :func:`lag_search`.
+
+    Args:
+        landmarks: float [T, 68, 2] iBUG-68 points of frames ``first_frame .. first_frame+T-1``
+            of the video (frame k is centred at (k + 0.5) / fps seconds of ``wav``).
+        wav: float [N] mono speech of the whole video, sample rate ``sr`` (16 kHz).
+        fps: video frame rate.
+        max_lag_s: largest lag searched either way (seconds).
+        reference_lag_s: the lag of well-synchronised speech (seconds).
+        min_significance: smallest significance (z-score) at which the correction is applied.
+        tolerance_s: smallest correction that is applied (seconds).
+
+    Returns:
+        :class:`AVOffset`.
+
+    Raises:
+        BadInputError: bad shapes, fewer than 2 s + 20 frames (the significance test needs
+            them), or audio shorter than the frames.
+    """
+    if fps <= 0 or max_lag_s <= 0:
+        raise BadInputError("fps and max_lag_s must be positive")
+    res = lag_search(lip_opening(landmarks), wav, fps, sr=sr, first_frame=first_frame,
+                     max_lag_s=max_lag_s)
+    lag, z = res.lag_s, res.significance
     significant = bool(z >= min_significance)
     applied = significant and abs(lag - reference_lag_s) >= tolerance_s
-    return AVOffset(lag_s=lag, correlation=float(corr[k]), confidence=conf, significance=z,
-                    significant=significant,
+    return AVOffset(lag_s=lag, correlation=res.correlation, confidence=res.confidence,
+                    significance=z, significant=significant,
                     offset_s=(lag - reference_lag_s) if applied else 0.0, applied=applied,
                     reference_lag_s=float(reference_lag_s),
                     min_significance=float(min_significance),

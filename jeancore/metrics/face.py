@@ -466,7 +466,9 @@ def _load_state(path, what: str) -> dict:
     try:
         state = torch.load(p, map_location="cpu", weights_only=True)
     except Exception as e:
-        raise BadInputError(f"{p} is not a PyTorch weights file ({e})") from e
+        raise BadInputError(f"{p} is not a PyTorch weights file (torch.load failed with "
+                            f"{type(e).__name__}); expected a state dict saved by torch.save"
+                            ) from e
     if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
         state = state["state_dict"]
     if not isinstance(state, dict):
@@ -581,27 +583,26 @@ def lpips_distance(pred, target, weights=None, *, heads=None, batch: int = 16
 
 
 def lse_c(frames, wav, weights=None, **kwargs) -> float | None:
-    """LSE-C (Prajwal et al. 2020; JEAN Table 1): SyncNet's audio-visual sync confidence.
+    """LSE-C (Prajwal et al. 2020; JEAN Table 1): SyncNet's audio-visual sync confidence,
+    :func:`jeancore.metrics.syncnet.syncnet_scores` with the user's SyncNet weights.
 
     SyncNet's weights (``syncnet_v2.model``) are a separate download, so without ``weights``
     this returns **None** and a report says "unavailable (pass --syncnet-weights ...)".
-    jeancore does not ship a SyncNet implementation yet: with weights it raises
-    MissingDependencyError telling the user to run the reference ``syncnet_python`` scripts on
-    the rendered mp4 (the numbers of the paper are computed that way).
 
     Args:
         frames: uint8 RGB [T, H, W, 3] the output at 25 fps; wav: float32 [N] 16 kHz audio.
-        weights: path of ``syncnet_v2.model``, or None.
+        weights: path of ``syncnet_v2.model`` (or a loaded SyncNet), or None.
+        **kwargs: passed to :func:`~jeancore.metrics.syncnet.syncnet_scores` (``fps``,
+            ``boxes``, ``vshift``, ...).
 
     Returns:
-        None without weights.
+        LSE-C (higher is better), or None without weights.
 
     Raises:
-        MissingDependencyError: weights given (see above).
+        BadInputError: a bad weights file, no face, too few frames (see syncnet_scores).
     """
     if weights is None:
         return None
-    raise MissingDependencyError(
-        "LSE-C with SyncNet weights is computed by the reference syncnet_python / Wav2Lip "
-        "evaluation scripts (run them on the rendered mp4); jeancore's built-in audio-lip score "
-        "is its own encoder's, not SyncNet's")
+    from .syncnet import syncnet_scores
+
+    return syncnet_scores(frames, wav, weights, **kwargs).lse_c
