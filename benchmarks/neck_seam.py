@@ -19,6 +19,8 @@ Per pair and neck-fill mode:
   background (background weight ``(1 - O)(1 - a) > 0.5``): count and percentage;
 * **seam step**: across B's jaw line (neck columns), the mean RGB distance (0-255) between
   the 4 rows above and the 4 rows below, in the composite and in the real frame B;
+* **halo**: fill pixels visible (``(1 - O) a > 0.5``) where the real frame B shows the
+  background (a skin-coloured fringe beside a narrower new head);
 * **neck error**: mean absolute difference (0-255) between the composite and the real frame B
   on the pixels between the two chins (head in A, below the head in B).
 
@@ -70,7 +72,10 @@ def measure(ds, a: int, b: int, mode: str) -> dict:
     below = np.arange(h)[:, None] + 0.5 > jaw_boundary(ds.landmarks[b], w)[None, :]
     between = (la == LABEL_HEAD) & (lb == LABEL_TORSO) & below
     real = fb.astype(np.float32)
+    # fill seen where the real frame B shows the background: a skin-coloured halo
+    halo = int((layer.fill & ((1 - op) * layer.alpha > 0.5) & (lb == 0)).sum())
     return {"gap_px": gap, "region_px": region, "gap_pct": 100.0 * gap / max(1, region),
+            "halo_px": halo,
             "seam_step": seam_step(comp, lb, ds.landmarks[b]),
             "seam_step_real": seam_step(real, lb, ds.landmarks[b]),
             "neck_err": float(np.abs(comp - real)[between].mean()) if between.any()
@@ -87,14 +92,15 @@ def main(argv=None):
     args = p.parse_args(argv)
     ds = DatasetTorso(args.dataset)
     table = {}
-    print(f"{'case':8s} {'fill':8s} {'gap %':>7s} {'gap px':>7s} {'seam':>6s} "
-          f"{'real':>6s} {'neck err':>8s}")
+    print(f"{'case':8s} {'fill':8s} {'gap %':>7s} {'gap px':>7s} {'halo px':>7s} "
+          f"{'seam':>6s} {'real':>6s} {'neck err':>8s}")
     for case, ps in pairs(ds, args.pairs).items():
         for mode in NECK_FILLS:
             rows = [measure(ds, a, b, mode) for a, b in ps]
             mean = {k: float(np.nanmean([r[k] for r in rows])) for k in rows[0]}
             table[f"{case}/{mode}"] = {"pairs": ps, **mean}
             print(f"{case:8s} {mode:8s} {mean['gap_pct']:7.1f} {mean['gap_px']:7.0f} "
+                  f"{mean['halo_px']:7.1f} "
                   f"{mean['seam_step']:6.1f} {mean['seam_step_real']:6.1f} "
                   f"{mean['neck_err']:8.1f}")
     if args.json:
