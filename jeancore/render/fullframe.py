@@ -319,13 +319,6 @@ def seam_step(image, labels, landmarks, rows: int = 4) -> float:
 # ------------------------------------------------------------------------------------------
 # nearest head pose
 # ------------------------------------------------------------------------------------------
-def _head_to_camera(camera_to_head: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    c2h = np.asarray(camera_to_head, np.float64)
-    r = np.swapaxes(c2h[..., :3, :3], -1, -2)
-    t = -np.einsum("...ij,...j->...i", r, c2h[..., :3, 3])
-    return r, t
-
-
 def pose_distance(camera_to_head, query, head_radius: float = 1.0) -> np.ndarray:
     """Distance between head poses: about how far (decimetres) a point on the head's surface
     moves between the two poses, ``head_radius * angle + |t_q - t_k|``.
@@ -350,6 +343,8 @@ def pose_distance(camera_to_head, query, head_radius: float = 1.0) -> np.ndarray
         ValueError: arrays that are not [..., 4, 4], a negative radius.
     """
     from scipy.spatial.transform import Rotation
+
+    from .sources import _head_to_camera
 
     poses = np.asarray(camera_to_head, np.float64)
     q = np.asarray(query, np.float64)
