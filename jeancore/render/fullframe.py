@@ -323,7 +323,8 @@ def pose_distance(camera_to_head, query, head_radius: float = 1.0) -> np.ndarray
     """Distance between head poses: about how far (decimetres) a point on the head's surface
     moves between the two poses, ``head_radius * angle + |t_q - t_k|``.
 
-    ``angle`` is the rotation angle (radians, scipy ``Rotation.magnitude``) of ``R_q R_kᵀ``
+    ``angle`` is the rotation angle (radians) of ``R_q R_kᵀ``, from scipy ``Rotation``
+    quaternions (``2 arccos |<q_q, q_k>|``; about 2e-8 rad resolution)
     and ``t`` the head's position in the camera frame (head-to-camera translation); a
     rotation by ``angle`` moves points at ``head_radius`` from the head's centre by about
     ``head_radius * angle``, a translation moves every point by ``|Δt|``. Both thus count in
@@ -342,26 +343,38 @@ def pose_distance(camera_to_head, query, head_radius: float = 1.0) -> np.ndarray
     Raises:
         ValueError: arrays that are not [..., 4, 4], a negative radius.
     """
+    poses = np.asarray(camera_to_head, np.float64)
+    q = np.asarray(query, np.float64)
+    single = q.ndim == 2
+    dist = _pose_distance(_pose_features(q, "query"),
+                          _pose_features(poses, "camera_to_head"), head_radius)
+    return dist[0] if single else dist
+
+
+def _pose_features(camera_to_head, name: str) -> tuple[np.ndarray, np.ndarray]:
+    """(unit quaternions [T, 4] of the head-to-camera rotations, translations [T, 3])."""
     from scipy.spatial.transform import Rotation
 
     from .sources import _head_to_camera
 
-    poses = np.asarray(camera_to_head, np.float64)
-    q = np.asarray(query, np.float64)
-    single = q.ndim == 2
-    poses = poses[None] if poses.ndim == 2 else poses
-    q = q[None] if single else q
-    for name, x in (("camera_to_head", poses), ("query", q)):
-        if x.ndim != 3 or x.shape[1:] not in ((4, 4), (3, 4)) or len(x) == 0:
-            raise ValueError(f"{name} must be [T, 4, 4] (or one [4, 4]), got {list(x.shape)}")
+    x = np.asarray(camera_to_head, np.float64)
+    x = x[None] if x.ndim == 2 else x
+    if x.ndim != 3 or x.shape[1:] not in ((4, 4), (3, 4)) or len(x) == 0:
+        raise ValueError(f"{name} must be [T, 4, 4] (or one [4, 4]), got {list(x.shape)}")
+    r, t = _head_to_camera(x)
+    return Rotation.from_matrix(r).as_quat(), t
+
+
+def _pose_distance(query, poses, head_radius: float) -> np.ndarray:
+    """[Q, T] distances between :func:`_pose_features` of queries and poses."""
     if head_radius < 0:
         raise ValueError(f"head_radius must be >= 0, got {head_radius}")
-    r_k, t_k = _head_to_camera(poses)
-    r_q, t_q = _head_to_camera(q)
-    rel = np.einsum("qij,tkj->qtik", r_q, r_k)                        # R_q R_k^T
-    angle = Rotation.from_matrix(rel.reshape(-1, 3, 3)).magnitude().reshape(rel.shape[:2])
-    dist = head_radius * angle + np.linalg.norm(t_q[:, None] - t_k[None], axis=-1)
-    return dist[0] if single else dist
+    (quat_q, t_q), (quat_k, t_k) = query, poses
+    # angle of R_q R_kᵀ from the unit quaternions: cos(angle / 2) = |<q_q, q_k>|
+    angle = 2.0 * np.arccos(np.clip(np.abs(quat_q @ quat_k.T), 0.0, 1.0))
+    # |t_q - t_k| by expansion (a matmul; about 3e-7 dm resolution at 1 m)
+    sq = (t_q ** 2).sum(1)[:, None] + (t_k ** 2).sum(1)[None, :] - 2.0 * (t_q @ t_k.T)
+    return head_radius * angle + np.sqrt(np.maximum(sq, 0.0))
 
 
 def nearest_pose_frame(camera_to_head, query, *, head_radius: float = 1.0,
@@ -377,7 +390,8 @@ def nearest_pose_frame(camera_to_head, query, *, head_radius: float = 1.0,
         candidates: optional int indices of the frames allowed (default all).
 
     Returns:
-        int (one query) or int64 [Q]: frame indices into ``camera_to_head``.
+        int (one query) or int64 [Q]: frame indices into ``camera_to_head``. Queries are
+        processed in chunks (memory bounded whatever Q and T).
 
     Raises:
         ValueError: bad shapes, empty ``candidates``.
@@ -386,9 +400,15 @@ def nearest_pose_frame(camera_to_head, query, *, head_radius: float = 1.0,
     idx = np.arange(len(poses)) if candidates is None else np.asarray(candidates, np.int64)
     if idx.ndim != 1 or len(idx) == 0:
         raise ValueError("candidates must be a non-empty 1-d list of frame indices")
-    d = pose_distance(poses[idx], query, head_radius)
-    best = idx[np.argmin(d, axis=-1)]
-    return int(best) if np.ndim(best) == 0 else best.astype(np.int64)
+    single = np.ndim(query) == 2
+    quat_q, t_q = _pose_features(query, "query")
+    feats = _pose_features(poses[idx], "camera_to_head")
+    step = max(1, (1 << 20) // len(idx))  # bounds the [chunk, T] distance matrices
+    best = np.concatenate([
+        idx[np.argmin(_pose_distance((quat_q[i:i + step], t_q[i:i + step]), feats,
+                                     head_radius), axis=-1)]
+        for i in range(0, len(t_q), step)]).astype(np.int64)
+    return int(best[0]) if single else best
 
 
 # ------------------------------------------------------------------------------------------
