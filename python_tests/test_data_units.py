@@ -83,6 +83,12 @@ def test_write_video_roundtrip_with_audio(media, tmp_path):
     assert len(back) == 50
     assert np.abs(back[10].astype(float) - frames[10]).mean() < 4
     assert not list(tmp_path.glob(".*"))  # no temporary file left
+    # the sound is not delayed by the AAC encoder's priming samples, nor lengthened
+    assert abs(info.audio_duration - 2.0) <= 1 / 25
+    got = load_audio(out)[: len(wav)]
+    lags = np.arange(-2048, 2049, 8)
+    corr = [np.dot(got[2048 + k:len(wav) - 2048 + k], wav[2048:len(wav) - 2048]) for k in lags]
+    assert abs(lags[int(np.argmax(corr))]) <= 16
     with pytest.raises(ValueError, match="no frames"):
         write_video(tmp_path / "e.mp4", [], 25)
     assert not (tmp_path / "e.mp4").exists()

@@ -307,6 +307,10 @@ def write_video(path, frames, fps: float = 25.0, *, audio: np.ndarray | None = N
                 a = np.ascontiguousarray(np.clip(audio, -1, 1).astype(np.float32)[None])
                 af = av.AudioFrame.from_ndarray(a, format="flt", layout="mono")
                 af.sample_rate = sr
+                # timestamps let the AAC encoder mark its priming samples (1024) as before
+                # t = 0; the muxer then writes an edit list that skips them. Without them
+                # the sound starts 64 ms late (at 16 kHz) and the stream is longer.
+                af.pts, af.time_base = 0, Fraction(1, sr)
                 for pkt in as_.encode(af):
                     c.mux(pkt)
                 for pkt in as_.encode(None):
