@@ -355,13 +355,13 @@ def _pose_features(camera_to_head, name: str) -> tuple[np.ndarray, np.ndarray]:
     """(unit quaternions [T, 4] of the head-to-camera rotations, translations [T, 3])."""
     from scipy.spatial.transform import Rotation
 
-    from .sources import _head_to_camera
+    from ..data.camera import head_to_camera
 
     x = np.asarray(camera_to_head, np.float64)
     x = x[None] if x.ndim == 2 else x
     if x.ndim != 3 or x.shape[1:] not in ((4, 4), (3, 4)) or len(x) == 0:
         raise ValueError(f"{name} must be [T, 4, 4] (or one [4, 4]), got {list(x.shape)}")
-    r, t = _head_to_camera(x)
+    r, t = head_to_camera(x)
     return Rotation.from_matrix(r).as_quat(), t
 
 
