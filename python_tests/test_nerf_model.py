@@ -1,6 +1,7 @@
-"""JEAN's NeRF pieces without a dataset: positional encoding, F_theta's shapes and its
-per-ray condition shortcut, the audio conditioner, and the renderer with the fused kernels
-against the pure-torch reference ops (values and gradients, same random draws)."""
+"""JEAN's NeRF pieces without a dataset (jeancore.models, jeancore.nerf.volume_rendering):
+positional encoding, F_theta's shapes and its per-ray condition shortcut, the audio
+conditioner, and the AD-NeRF backbone rendering with the fused kernels against the pure-torch
+reference ops (values and gradients, same random draws)."""
 
 from __future__ import annotations
 
@@ -11,9 +12,9 @@ import torch
 import torch.nn.functional as F
 
 from jeancore.errors import BadInputError, ConfigError
-from jeancore.models import AudioEncoder
-from jeancore.nerf import (AudioConditioner, NerfMLP, NerfModel, RayOps, encoded_dim,
-                           positional_encoding, render_rays, smoothing_indices)
+from jeancore.models import (AdNerfBackbone, AdNerfConfig, AudioConditioner, AudioEncoder,
+                             NerfMLP, encoded_dim, positional_encoding, smoothing_indices)
+from jeancore.nerf import RayOps
 
 
 def test_positional_encoding_layout_and_width():
@@ -116,8 +117,8 @@ def test_fused_ops_equal_reference_ops_values_and_grads(stratified):
     torch.manual_seed(0)
     # float64: in float32 the two sample_pdf paths round the CDF differently, which moves the
     # fine samples by ~1e-7 dm and the fine colours by ~1e-4
-    model = NerfModel(dict(cond_dim=16, width=32, depth=4, skips=(1,)), (0.0, 0.0, -0.5),
-                      1.5).double()
+    model = AdNerfBackbone(AdNerfConfig(width=32, depth=4, skips=(1,), n_coarse=16,
+                                        n_fine=24), 16, (0.0, 0.0, -0.5), 1.5).double()
     g = torch.Generator().manual_seed(1)
     o, d = (v.double() for v in _rays(64, g))
     bg = torch.rand(64, 3, generator=g, dtype=torch.float64)
@@ -127,8 +128,12 @@ def test_fused_ops_equal_reference_ops_values_and_grads(stratified):
         model.zero_grad()
         gen = torch.Generator().manual_seed(7)
         bgr = bg.clone().requires_grad_(True)
-        out = render_rays(model, o, d, 9.0, 12.4, cond, bgr, n_coarse=16, n_fine=24,
-                          stratified=stratified, generator=gen, ray_ops=RayOps(backend))
+        res = model.render_rays(o, d, 9.0, 12.4, cond, bgr, training=stratified,
+                                generator=gen, ray_ops=RayOps(backend))
+        out = {"rgb_fine": res.rgb, "depth_fine": res.depth, "opacity_fine": res.opacity,
+               **res.extras}
+        assert set(out) == {"rgb_coarse", "depth_coarse", "opacity_coarse", "rgb_fine",
+                            "depth_fine", "opacity_fine"}
         loss = (out["rgb_coarse"] ** 2).sum() + (out["rgb_fine"] * torch.linspace(
             0, 1, 3, dtype=torch.float64)).sum() + out["opacity_fine"].sum() + 0.1 * out["depth_fine"].sum()
         loss.backward()
@@ -145,5 +150,5 @@ def test_fused_ops_equal_reference_ops_values_and_grads(stratified):
 def test_ray_ops_backend_checked():
     with pytest.raises(ConfigError):
         RayOps("cuda-magic")
-    assert math.isclose(float(NerfModel(radius=2.0).normalize(torch.tensor([2.0, 0, 0]))[0]),
-                        1.0)
+    assert math.isclose(float(AdNerfBackbone(radius=2.0).normalize(
+        torch.tensor([2.0, 0, 0]))[0]), 1.0)

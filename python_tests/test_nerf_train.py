@@ -16,7 +16,8 @@ import torch
 
 from jeancore.errors import BadInputError, ConfigError
 from jeancore.models import AudioEncoder, ExpressionTransformer
-from jeancore.nerf import load_nerf_run, preset_config, train_nerf
+from jeancore.nerf import load_nerf_run
+from jeancore.train import preset_config, train_nerf
 
 from conftest import NERF_LEARN
 
@@ -64,9 +65,10 @@ def test_training_learns_the_face(learned):
 def test_checkpoint_loads_weights_only_and_renders(learned, dataset):
     out, res = learned
     ckpt = torch.load(out / "checkpoint.pt", map_location="cpu", weights_only=True)
-    assert ckpt["step"] == 100 and ckpt["mlp_config"]["width"] == 64
+    assert ckpt["step"] == 100 and ckpt["backbone_config"]["width"] == 64
+    assert ckpt["backbone"] == "adnerf" and ckpt["version"] == 2
     run = load_nerf_run(out)
-    assert run.size == 128 and run.n_coarse == 16
+    assert run.size == 128 and run.backbone.config.n_coarse == 16
     # render a validation frame with its own pose, audio and expression through NerfRun
     from jeancore.data import TalkingHeadDataset
     from jeancore.nerf.data import face_rects
@@ -154,8 +156,9 @@ def test_training_path_needs_no_media_libraries(dataset):
     code = (
         "import sys\n"
         "for m in ('av', 'librosa', 'dlib', 'mediapipe', 'soundfile'): sys.modules[m] = None\n"
-        "from jeancore.nerf import train_nerf, load_nerf_run\n"
-        "import jeancore.nerf.cli, jeancore.cli\n"
+        "from jeancore.train import train_nerf\n"
+        "from jeancore.nerf import load_nerf_run\n"
+        "import jeancore.train.run_nerf, jeancore.cli\n"
         "from jeancore.nerf.data import load_nerf_data\n"
         f"d = load_nerf_data({str(dataset)!r}, 16)\n"
         "assert d.images.shape[1:] == (16, 16, 3), d.images.shape\n")
@@ -170,24 +173,26 @@ def test_random_background_targets(dataset, tmp_path, monkeypatch, random_backgr
     """With random_background every ray outside the head (parsing) gets one random colour as
     its target and as its background sample; head rays keep their pixel; without it, the
     dataset's background and pixels are used (AD-NeRF)."""
-    import jeancore.nerf.train as T
+    import jeancore.train.nerf as T
+    from jeancore.models import AdNerfBackbone
     from jeancore.nerf.data import load_nerf_data
 
     seen = []
-    real = T.render_rays
+    real = AdNerfBackbone.render_rays
 
     def spy(model, rays_o, rays_d, near, far, cond, bg, **kw):
         seen.append(bg.clone())
         return real(model, rays_o, rays_d, near, far, cond, bg, **kw)
 
     losses = []
-    monkeypatch.setattr(T, "render_rays", spy)
-    monkeypatch.setattr(T.F, "mse_loss", lambda a, b: (losses.append(b.clone()),
-                                                       ((a - b) ** 2).mean())[1])
+    real_losses = AdNerfBackbone.losses
+    monkeypatch.setattr(AdNerfBackbone, "render_rays", spy)
+    monkeypatch.setattr(AdNerfBackbone, "losses", lambda self, result, target: (
+        losses.append(target.clone()), real_losses(self, result, target))[1])
     enc, expr = _encoders()
     data = load_nerf_data(dataset, 32)
     cfg = preset_config("cpu-smoke", **dict(TINY, random_background=random_background))
-    tr = T._Trainer(data, cfg, torch.device("cpu"), enc, expr, None)
+    tr = T.NerfTrainer(data, cfg, torch.device("cpu"), enc, expr, None)
     gen = tr.gen.get_state()
     k = int(torch.randint(len(tr.train_idx), (1,), generator=tr.gen))
     j = int(data.train_idx[k])
