@@ -210,3 +210,73 @@ def test_random_background_targets(dataset, tmp_path, monkeypatch, random_backgr
     else:
         torch.testing.assert_close(bg, data.background[rows, cols].float() / 255)
         torch.testing.assert_close(target, pixels)
+
+
+def _as_version_1(ckpt: dict) -> dict:
+    """A checkpoint in the layout `jean train` wrote before the backbone seam (format version
+    1): AD-NeRF's settings flat in train_config, ``mlp_config``, one optimizer group for the
+    NeRF and the conditioner's projection + attention, no NumPy / Python RNG state."""
+    v1 = {k: v for k, v in ckpt.items() if k not in ("backbone", "backbone_config", "cond_dim")}
+    tc = dict(ckpt["train_config"])
+    ad = tc.pop("adnerf")
+    tc.pop("backbone")
+    tc.update(ad)
+    opt = ckpt["optimizer"]
+    g0, g1, enc = opt["param_groups"]
+    v1.update(version=1, train_config=tc, mlp_config={"cond_dim": ckpt["cond_dim"], **{
+        k: ad[k] for k in ("depth", "width", "skips", "pos_freqs", "dir_freqs",
+                           "density_activation")}},
+        optimizer=dict(opt, param_groups=[dict(g0, params=g0["params"] + g1["params"]), enc]),
+        rng={k: v for k, v in ckpt["rng"].items() if k in ("generator", "torch", "cuda")})
+    return v1
+
+
+def test_version_1_checkpoints_load_and_resume(dataset, tmp_path):
+    """Runs written before the backbone seam still render (as AD-NeRF) and resume exactly."""
+    full = {s: loss for s, loss, _ in _run(dataset, tmp_path / "full")["history"]}
+
+    def kill(step, info):
+        if step == 5:
+            raise RuntimeError("killed")
+
+    with pytest.raises(RuntimeError):
+        _run(dataset, tmp_path / "v2", callback=kill)
+    shutil.copytree(tmp_path / "v2", tmp_path / "v1")
+    ckpt = torch.load(tmp_path / "v2" / "checkpoint.pt", weights_only=True)
+    assert ckpt["step"] == 4
+    torch.save(_as_version_1(ckpt), tmp_path / "v1" / "checkpoint.pt")
+    runs = [load_nerf_run(tmp_path / v) for v in ("v2", "v1")]
+    assert runs[1].backbone.config == runs[0].backbone.config and runs[1].step == 4
+    c2w = torch.eye(4)[None]
+    c2w[0, 2, 3] = 10.0
+    codes = torch.zeros(1, 64)
+    audio = np.zeros((1, runs[0].audio_window, runs[0].audio_dim), np.float32)
+    a, b = (next(r.render_frames(c2w, audio, codes, size=16, as_float=True)) for r in runs)
+    np.testing.assert_array_equal(a, b)
+    for v in ("v2", "v1"):
+        res = _run(dataset, tmp_path / v, resume=True)
+        assert [h[0] for h in res["history"]] == [5, 6]
+        for s, loss, _ in res["history"]:
+            assert loss == full[s], (v, s, loss, full[s])
+    with pytest.raises(BadInputError, match="unsupported NeRF checkpoint version 3"):
+        torch.save(dict(ckpt, version=3), tmp_path / "v1" / "checkpoint.pt")
+        load_nerf_run(tmp_path / "v1")
+
+
+def test_presets_keep_their_values():
+    """The cpu-smoke preset (run settings + AD-NeRF's nested) gives the values it gave when
+    they were one flat config; flat backbone overrides still work."""
+    c = preset_config("cpu-smoke")
+    assert (c.iters, c.n_rays, c.resolution, c.lr, c.lr_final, c.log_every,
+            c.checkpoint_every, c.val_every, c.val_frames, c.chunk_rays) == (
+        500, 256, 96, 1e-3, 1e-4, 10, 100, 100, 3, 4096)
+    a = c.adnerf
+    assert (a.n_coarse, a.n_fine, a.width, a.depth, a.skips, a.pos_freqs, a.dir_freqs) == (
+        24, 24, 64, 8, (4,), 10, 4)
+    f = preset_config("full")
+    assert (f.iters, f.n_rays, f.adnerf.n_coarse, f.adnerf.n_fine, f.adnerf.width) == (
+        400_000, 2048, 64, 128, 128)
+    o = preset_config("cpu-smoke", width=32, n_fine=0, iters=7)
+    assert (o.adnerf.width, o.adnerf.n_fine, o.adnerf.n_coarse, o.iters) == (32, 0, 24, 7)
+    with pytest.raises(ConfigError, match="unknown NeRF training settings"):
+        preset_config("cpu-smoke", widht=3)

@@ -74,8 +74,8 @@ def load_audio_datasets(sources) -> list[AudioDataset]:
         BadInputError: not a dataset, no audio features, files missing or inconsistent,
             datasets with different feature kinds / widths, no source.
     """
-    from ..data.dataset import read_meta
-    from ..data.mead import read_mead_index
+    from ...data.dataset import read_meta
+    from ...data.mead import read_mead_index
 
     if isinstance(sources, (str, Path)):
         sources = [sources]
