@@ -16,19 +16,33 @@
 
 from __future__ import annotations
 
-from .expression import ExpressionOutput, ExpressionTransformer, expression_loss
-from .audio import (AudioAttention, AudioEncoder, LandmarkAutoencoder, MouthSwapStep, info_nce,
-                    mouth_swap_loss, normalize_landmarks)
-from .audio_model import AudioModel
-from .conditioning import AudioConditioner, smoothing_indices
-from .encoding import encoded_dim, positional_encoding
-from .nerf import NerfMLP
-from .backbone import BACKBONES, Backbone, StepContext, build_backbone, register_backbone
-from .adnerf import AdNerfBackbone, AdNerfConfig
+import importlib
 
-__all__ = ["ExpressionOutput", "ExpressionTransformer", "expression_loss"]
-__all__ += ["AudioAttention", "AudioEncoder", "AudioModel", "LandmarkAutoencoder",
-            "MouthSwapStep", "info_nce", "mouth_swap_loss", "normalize_landmarks"]
-__all__ += ["AudioConditioner", "smoothing_indices", "encoded_dim", "positional_encoding",
-            "NerfMLP", "BACKBONES", "Backbone", "StepContext", "build_backbone",
-            "register_backbone", "AdNerfBackbone", "AdNerfConfig"]
+_LAZY = {
+    "ExpressionOutput": "expression", "ExpressionTransformer": "expression",
+    "expression_loss": "expression",
+    "AudioAttention": "audio", "AudioEncoder": "audio", "LandmarkAutoencoder": "audio",
+    "MouthSwapStep": "audio", "info_nce": "audio", "mouth_swap_loss": "audio",
+    "normalize_landmarks": "audio",
+    "AudioModel": "audio_model",
+    "AudioConditioner": "conditioning", "smoothing_indices": "conditioning",
+    "encoded_dim": "encoding", "positional_encoding": "encoding",
+    "NerfMLP": "nerf",
+    "BACKBONES": "backbone", "Backbone": "backbone", "StepContext": "backbone",
+    "build_backbone": "backbone", "register_backbone": "backbone",
+    "AdNerfBackbone": "adnerf", "AdNerfConfig": "adnerf",
+}
+
+__all__ = sorted(_LAZY)
+
+
+def __getattr__(name):
+    # submodules are imported on first use: the audio and expression networks load without
+    # the NeRF's (which need the compiled kernels of jeancore.ops)
+    if name in _LAZY:
+        return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(list(globals()) + list(_LAZY))

@@ -6,7 +6,7 @@ import torch
 
 from ..errors import BadInputError, ConfigError
 
-__all__ = ["check_int", "swap_flags"]
+__all__ = ["check_int", "known_settings", "swap_flags"]
 
 
 def check_int(name: str, v, lo: int = 1) -> int:
@@ -15,6 +15,15 @@ def check_int(name: str, v, lo: int = 1) -> int:
     if isinstance(v, bool) or int(v) != v or v < lo:
         raise ConfigError(f"{name} must be an integer >= {lo}, got {v!r}")
     return int(v)
+
+
+def known_settings(config: dict, keys, what: str) -> dict:
+    """``config`` when every key is one of ``keys`` (a model's constructor arguments, as its
+    ``config()`` returns them); ConfigError naming the unknown ones otherwise."""
+    extra = set(config) - set(keys)
+    if extra:
+        raise ConfigError(f"unknown {what} settings: {sorted(extra)}")
+    return config
 
 
 def swap_flags(swap, b: int, device) -> torch.Tensor:

@@ -53,7 +53,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import BadInputError, ConfigError
-from ._checks import check_int, swap_flags
+from ._checks import check_int, known_settings, swap_flags
 
 __all__ = ["LANDMARK_POINTS", "EYE_NOSE", "MOUTH", "N_POINTS", "normalize_landmarks",
            "landmark_template", "LandmarkAutoencoder", "AudioEncoder", "AudioAttention",
@@ -246,10 +246,8 @@ class LandmarkAutoencoder(nn.Module):
     @classmethod
     def from_config(cls, config: dict) -> LandmarkAutoencoder:
         """A new model from :meth:`config`'s dict (unknown keys raise ConfigError)."""
-        extra = set(config) - {"n_points", "hidden", "code_dim", "slope", "n_mouth"}
-        if extra:
-            raise ConfigError(f"unknown landmark-autoencoder settings: {sorted(extra)}")
-        return cls(**config)
+        return cls(**known_settings(config, ("n_points", "hidden", "code_dim", "slope", "n_mouth"),
+                                    "landmark-autoencoder"))
 
     @property
     def mouth(self) -> slice:
@@ -378,10 +376,8 @@ class AudioEncoder(nn.Module):
     @classmethod
     def from_config(cls, config: dict) -> AudioEncoder:
         """A new model from :meth:`config`'s dict (unknown keys raise ConfigError)."""
-        extra = set(config) - {"in_dim", "window", "out_dim", "slope"}
-        if extra:
-            raise ConfigError(f"unknown audio-encoder settings: {sorted(extra)}")
-        return cls(**config)
+        return cls(**known_settings(config, ("in_dim", "window", "out_dim", "slope"),
+                                    "audio-encoder"))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Windows of features float [B, window, in_dim] -> e_a float [B, out_dim].

@@ -200,8 +200,6 @@ def backbone_class(name: str) -> type[Backbone]:
     Raises:
         ConfigError: unknown name (the message lists the known ones).
     """
-    from . import adnerf  # noqa: F401  (the built-in backbones register on import)
-
     if name not in BACKBONES:
         raise ConfigError(f"unknown NeRF backbone {name!r}; choose from {sorted(BACKBONES)}")
     return BACKBONES[name]
@@ -238,3 +236,7 @@ def build_backbone(name: str, config=None, cond_dim: int = 96, center=(0.0, 0.0,
     elif isinstance(config, dict):
         config = config_from_dict(cls.config_class, config)
     return cls(config, cond_dim, center, radius)
+
+
+# the built-in backbones register themselves on import (after the names above exist)
+from . import adnerf  # noqa: E402,F401

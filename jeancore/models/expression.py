@@ -71,7 +71,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import BadInputError, ConfigError
-from ._checks import swap_flags
+from ._checks import known_settings, swap_flags
 
 __all__ = ["MODEL_CONFIG_KEYS", "ExpressionOutput", "ExpressionTransformer", "expression_loss",
            "sinusoidal_encoding"]
@@ -197,10 +197,7 @@ class ExpressionTransformer(nn.Module):
     @classmethod
     def from_config(cls, config: dict) -> ExpressionTransformer:
         """A new model from :meth:`config`'s dict (unknown keys raise ConfigError)."""
-        extra = set(config) - set(MODEL_CONFIG_KEYS)
-        if extra:
-            raise ConfigError(f"unknown expression-transformer settings: {sorted(extra)}")
-        return cls(**config)
+        return cls(**known_settings(config, MODEL_CONFIG_KEYS, "expression-transformer"))
 
     # ----------------------------------------------------------------------------- checks
 

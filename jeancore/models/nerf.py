@@ -34,7 +34,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import BadInputError, ConfigError
-from ._checks import check_int
+from ._checks import check_int, known_settings
 from .encoding import encoded_dim, positional_encoding
 
 __all__ = ["DENSITY_ACTIVATIONS", "MLP_CONFIG_KEYS", "NerfMLP"]
@@ -100,10 +100,7 @@ class NerfMLP(nn.Module):
     @classmethod
     def from_config(cls, config: dict) -> NerfMLP:
         """A new MLP from :meth:`config`'s dict (unknown keys raise ConfigError)."""
-        extra = set(config) - set(MLP_CONFIG_KEYS)
-        if extra:
-            raise ConfigError(f"unknown NeRF MLP settings: {sorted(extra)}")
-        return cls(**config)
+        return cls(**known_settings(config, MLP_CONFIG_KEYS, "NeRF MLP"))
 
     def _cond_term(self, layer: nn.Linear, cond, lead: int) -> torch.Tensor:
         """W_e e_in + b for a layer whose input is [gamma(x), e_in, (h)]: [N, 1, W] or [W]."""

@@ -18,14 +18,25 @@ the two loaders are re-exported here.
 
 from __future__ import annotations
 
-from ..checkpoints import load_audio_model, load_expression_model
-from ..metrics.audio import evaluate_audio
-from ..models.audio_model import AudioModel
-from .audio import AudioTrainConfig, train_audio
-from .expression import ExpressionTrainConfig, evaluate_expression, train_expression
-from .nerf import NerfTrainConfig, NerfTrainer, preset_config, train_nerf
+import importlib
 
-__all__ = ["AudioModel", "AudioTrainConfig", "evaluate_audio", "load_audio_model",
-           "train_audio", "ExpressionTrainConfig", "evaluate_expression",
-           "load_expression_model", "train_expression", "NerfTrainConfig", "NerfTrainer",
-           "preset_config", "train_nerf"]
+_LAZY = {"load_audio_model": "..checkpoints", "load_expression_model": "..checkpoints",
+         "evaluate_audio": "..metrics.audio", "AudioModel": "..models.audio_model",
+         "AudioTrainConfig": ".audio", "train_audio": ".audio",
+         "ExpressionTrainConfig": ".expression", "evaluate_expression": ".expression",
+         "train_expression": ".expression",
+         "NerfTrainConfig": ".nerf", "NerfTrainer": ".nerf", "preset_config": ".nerf",
+         "train_nerf": ".nerf"}
+
+__all__ = sorted(_LAZY)
+
+
+def __getattr__(name):
+    # imported on first use: `jean train-audio` loads neither the NeRF nor its kernels
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name], __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(list(globals()) + list(_LAZY))

@@ -53,13 +53,18 @@ class Stage:
     file = ""
     desc = ""
     seed_key = 0   # second entry of the epoch generator's seed (seed, seed_key, epoch)
+    # the AudioTrainConfig fields of the stage's epochs, learning rate and weight decay
+    epochs_field = lr_field = weight_decay_field = ""
 
     def __init__(self, model, frames, config, data, out_dir, rank, world, device):
         self.model, self.frames, self.config, self.data = model, frames, config, data
         self.rank, self.world, self.device = rank, world, device
+        self.epochs = getattr(config, self.epochs_field)
+        self.weight_decay = getattr(config, self.weight_decay_field)
         self.path = out_dir / self.file
         self.log_dir = out_dir / "tb" / self.name
-        self.opt = torch.optim.Adam(model.parameters(), lr=self.lr, weight_decay=self.weight_decay)
+        self.opt = torch.optim.Adam(model.parameters(), lr=getattr(config, self.lr_field),
+                                    weight_decay=self.weight_decay)
         self.kinds = np.zeros(3, np.int64)  # negative kinds drawn (audio stage)
         self.anchors = None                 # fingerprint of the anchors (audio stage)
         self.step, self.last = 0, {}
@@ -78,10 +83,6 @@ class Stage:
                                      torch.from_numpy(d.audio[idx]).to(device)))
 
     # ------------------------------------------------------------------ what each stage sets
-
-    epochs: int
-    lr: float
-    weight_decay: float
 
     def plan(self, rng: np.random.Generator, order: np.ndarray) -> tuple:
         """The stage's random draws of an epoch beyond the anchor order."""
@@ -231,18 +232,7 @@ class LandmarkStage(Stage):
     """Stage 1: the landmark autoencoder (Eq. 1), mouth swap with probability swap_prob."""
 
     name, file, desc, seed_key = "landmark", "landmark_ae.pt", "landmark autoencoder", 1
-
-    @property
-    def epochs(self):
-        return self.config.ae_epochs
-
-    @property
-    def lr(self):
-        return self.config.ae_lr
-
-    @property
-    def weight_decay(self):
-        return self.config.ae_weight_decay
+    epochs_field, lr_field, weight_decay_field = "ae_epochs", "ae_lr", "ae_weight_decay"
 
     def step_model(self):
         return MouthSwapStep(self.model)
@@ -270,23 +260,12 @@ class AudioStage(Stage):
     of the frozen landmark autoencoder ``ae``."""
 
     name, file, desc, seed_key = "audio", "audio_encoder.pt", "audio encoder", 2
+    epochs_field, lr_field, weight_decay_field = "audio_epochs", "lr", "audio_weight_decay"
 
     def __init__(self, model, frames, config, data, out_dir, rank, world, device, *, e_m, ae):
         super().__init__(model, frames, config, data, out_dir, rank, world, device)
         self.e_m, self.ae = e_m, ae
         self.anchors = hashlib.sha256(e_m.detach().cpu().numpy().tobytes()).hexdigest()
-
-    @property
-    def epochs(self):
-        return self.config.audio_epochs
-
-    @property
-    def lr(self):
-        return self.config.lr
-
-    @property
-    def weight_decay(self):
-        return self.config.audio_weight_decay
 
     def before_step(self, step):
         lr0, lr1 = self.config.lr, self.config.lr_end
