@@ -16,33 +16,25 @@
 
 from __future__ import annotations
 
-import importlib
+from .._lazy import lazy_names
 
 _LAZY = {
-    "ExpressionOutput": "expression", "ExpressionTransformer": "expression",
-    "expression_loss": "expression",
-    "AudioAttention": "audio", "AudioEncoder": "audio", "LandmarkAutoencoder": "audio",
-    "MouthSwapStep": "audio", "info_nce": "audio", "mouth_swap_loss": "audio",
-    "normalize_landmarks": "audio",
-    "AudioModel": "audio_model",
-    "AudioConditioner": "conditioning", "smoothing_indices": "conditioning",
-    "encoded_dim": "encoding", "positional_encoding": "encoding",
-    "NerfMLP": "nerf",
-    "BACKBONES": "backbone", "Backbone": "backbone", "StepContext": "backbone",
-    "build_backbone": "backbone", "register_backbone": "backbone",
-    "AdNerfBackbone": "adnerf", "AdNerfConfig": "adnerf",
+    "ExpressionOutput": ".expression", "ExpressionTransformer": ".expression",
+    "expression_loss": ".expression",
+    "AudioAttention": ".audio", "AudioEncoder": ".audio", "LandmarkAutoencoder": ".audio",
+    "MouthSwapStep": ".audio", "info_nce": ".audio", "mouth_swap_loss": ".audio",
+    "normalize_landmarks": ".audio",
+    "AudioModel": ".audio_model",
+    "AudioConditioner": ".conditioning", "smoothing_indices": ".conditioning",
+    "encoded_dim": ".encoding", "positional_encoding": ".encoding",
+    "NerfMLP": ".nerf",
+    "BACKBONES": ".backbone", "Backbone": ".backbone", "StepContext": ".backbone",
+    "build_backbone": ".backbone", "register_backbone": ".backbone",
+    "AdNerfBackbone": ".adnerf", "AdNerfConfig": ".adnerf",
 }
 
 __all__ = sorted(_LAZY)
 
-
-def __getattr__(name):
-    # submodules are imported on first use: the audio and expression networks load without
-    # the NeRF's (which need the compiled kernels of jeancore.ops)
-    if name in _LAZY:
-        return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def __dir__():
-    return sorted(list(globals()) + list(_LAZY))
+# imported on first use: the audio and expression networks load without the NeRF's (which
+# need the compiled kernels of jeancore.ops)
+__getattr__, __dir__ = lazy_names(__name__, _LAZY)

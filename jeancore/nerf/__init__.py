@@ -15,19 +15,15 @@ seam) are in :mod:`jeancore.models`; training (``jean train``) is
 
 from __future__ import annotations
 
-import importlib
+from .._lazy import lazy_names
 
-_LAZY = {"HierarchicalSampler": "volume_rendering", "RayOps": "volume_rendering",
-         "RenderedRays": "volume_rendering", "render_image": "volume_rendering",
-         "NerfRun": "run", "load_nerf_run": "run",
-         "NerfData": "data", "load_nerf_data": "data", "face_rects": "data",
-         "pixel_grid": "data"}
+_LAZY = {"HierarchicalSampler": ".volume_rendering", "RayOps": ".volume_rendering",
+         "RenderedRays": ".volume_rendering", "render_image": ".volume_rendering",
+         "NerfRun": ".run", "load_nerf_run": ".run",
+         "NerfData": ".data", "load_nerf_data": ".data", "face_rects": ".data",
+         "pixel_grid": ".data"}
 
 __all__ = sorted(_LAZY)
 
-
-def __getattr__(name):
-    # imported on first use, so that importing jeancore.nerf loads no torch
-    if name in _LAZY:
-        return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+# imported on first use: importing jeancore.nerf loads no torch
+__getattr__, __dir__ = lazy_names(__name__, _LAZY)

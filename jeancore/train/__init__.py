@@ -18,7 +18,7 @@ the two loaders are re-exported here.
 
 from __future__ import annotations
 
-import importlib
+from .._lazy import lazy_names
 
 _LAZY = {"load_audio_model": "..checkpoints", "load_expression_model": "..checkpoints",
          "evaluate_audio": "..metrics.audio", "AudioModel": "..models.audio_model",
@@ -30,13 +30,5 @@ _LAZY = {"load_audio_model": "..checkpoints", "load_expression_model": "..checkp
 
 __all__ = sorted(_LAZY)
 
-
-def __getattr__(name):
-    # imported on first use: `jean train-audio` loads neither the NeRF nor its kernels
-    if name in _LAZY:
-        return getattr(importlib.import_module(_LAZY[name], __name__), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def __dir__():
-    return sorted(list(globals()) + list(_LAZY))
+# imported on first use: `jean train-audio` loads neither the NeRF nor its kernels
+__getattr__, __dir__ = lazy_names(__name__, _LAZY)
