@@ -75,6 +75,12 @@ class Backbone(nn.Module):
     ``__init__(config, cond_dim, center, radius)``, and implement :meth:`render_rays` and
     :meth:`losses`; :meth:`param_groups` and :meth:`before_step` have defaults.
 
+    The config class is a plain dataclass with typed, documented fields (the command line is
+    generated from it), optionally a ``validate()`` method and a ClassVar
+    ``resume_order_keys``: the settings that fix what a training step draws (a resume with
+    other values is refused as "other sampling settings"; every other field counts as a
+    network width). ``NerfTrainConfig`` holds it in a field named after the backbone.
+
     Points in the canonical head space (decimetres) are mapped to the unit sphere before a
     field sees them: x_n = (x - center) / radius, with the head sphere of the 3DMM tracking
     (``tracking.npz`` ``head_center`` / ``head_radius``).

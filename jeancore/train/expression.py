@@ -56,53 +56,61 @@ _ORDER_KEYS = ("window", "stride", "batch_size", "seed")
 class ExpressionTrainConfig:
     """Settings of :func:`train_expression` (paper values where the paper gives them).
 
-    Optimisation: ``epochs`` (20), ``batch_size`` windows per step (256), Adam with ``lr``
-    (1e-3: the paper uses Adam "with default parameters") and ``weight_decay`` (1e-5);
-    ``swap_prob`` delta (0.8); ``end_weight`` weight of the END-token BCE next to Eq. 4's L1;
-    ``max_steps`` stops early after that many steps in all (None: ``epochs`` full epochs).
-
-    Windows: ``window`` omega (8) frames, starting every ``stride`` frames of each aligned
-    pair (the last window of a pair always ends at its last frame; a pair shorter than
-    omega gives one window padded at the end).
-
-    Model widths (:class:`~jeancore.models.ExpressionTransformer`): ``in_dim`` (None: the
-    feature width of the data), ``hidden``, ``d_model``, ``n_layers``, ``n_heads``,
-    ``ff_dim``, ``dropout``, ``lip_dim``.
-
-    Start: ``init`` -- None (random weights), or weights to fine-tune from: ``"generic"``
-    (the model shipped with jeancore, trained on MEAD M030 + W011) or a checkpoint / run
-    directory; the model then takes that checkpoint's widths (the width settings above are
-    ignored) and its ``in_dim`` must match the data.
-
-    Bookkeeping: ``seed``; ``device`` ("auto": CUDA when available, else CPU; or a torch
-    device string); ``log_every`` steps between TensorBoard train scalars;
-    ``checkpoint_every`` steps between checkpoints; ``eval_batch_size`` windows per
-    validation pass.
+    Windows of ``window`` aligned frames start every ``stride`` frames of each pair (the last
+    window of a pair always ends at its last frame; a pair shorter than omega gives one
+    window padded at the end). The widths are those of
+    :class:`~jeancore.models.ExpressionTransformer`; with ``init`` the model takes the
+    checkpoint's widths instead (the width settings are ignored) and its ``in_dim`` must
+    match the data.
     """
 
     epochs: int = 20
+    """Training epochs (every window once per epoch)."""
     batch_size: int = 256
+    """Windows per step."""
     lr: float = 1e-3
+    """Adam learning rate (the paper: Adam "with default parameters")."""
     weight_decay: float = 1e-5
+    """Adam weight decay."""
     swap_prob: float = 0.8
+    """delta: probability of exchanging the expression codes of A and B (Eq. 4)."""
     end_weight: float = 0.1
+    """Weight of the END-token BCE next to Eq. 4's L1."""
     max_steps: int | None = None
+    """Stop after this many steps in all (None: epochs full epochs)."""
     window: int = 8
+    """omega: frames per window."""
     stride: int = 1
+    """Frames between the starts of consecutive windows of a pair."""
     in_dim: int | None = None
+    """Width of the emotion features (None: the data's)."""
     hidden: int = 512
+    """Width of the input / output MLPs."""
     d_model: int = 128
+    """Transformer width (e_l and e_e together)."""
     n_layers: int = 3
+    """Encoder and decoder layers."""
     n_heads: int = 8
+    """Attention heads."""
     ff_dim: int = 2048
+    """Transformer feed-forward width."""
     dropout: float = 0.2
+    """Dropout of the transformer layers."""
     lip_dim: int = 64
+    """Width of the lip-motion code e_l (e_e gets d_model - lip_dim)."""
     init: str | None = None
+    """Weights to fine-tune from: None (random), 'generic' (the shipped model, trained on MEAD
+    M030 + W011) or a checkpoint / run directory."""
     seed: int = 0
+    """Seed of the initialisation, the window order, the swaps and the dropout."""
     device: str = "auto"
+    """Torch device ('auto': CUDA when available, else CPU)."""
     log_every: int = 10
+    """Steps between TensorBoard training scalars."""
     checkpoint_every: int = 200
+    """Steps between checkpoints (also at the end and on Ctrl-C)."""
     eval_batch_size: int = 1024
+    """Windows per validation pass."""
 
     def validate(self) -> None:
         """Raises ConfigError for out-of-range settings (widths are checked by the model)."""

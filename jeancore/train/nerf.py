@@ -112,7 +112,8 @@ def _check_resume(ckpt: dict, path, config: NerfTrainConfig, data: NerfData) -> 
                           f"backbone (now {config.backbone!r})")
     old, old_b = ckpt.get("train_config", {}), ckpt.get("backbone_config", {})
     new_b = dataclasses.asdict(config.backbone_config())
-    order_b = type(config.backbone_config()).resume_order_keys
+    # the backbone config's settings that fix what a step draws (the others are widths)
+    order_b = getattr(type(config.backbone_config()), "resume_order_keys", ())
     check_unchanged(path, "network widths",
                     {**{k: old.get(k) for k in _WIDTH_KEYS}, **old_b},
                     {**{k: getattr(config, k) for k in _WIDTH_KEYS},
@@ -242,11 +243,7 @@ class NerfTrainer:
         return torch.cat([rows_in, rows_out]), torch.cat([cols_in, cols_out])
 
     def rays(self, j: int, rows, cols):
-        fx, fy, cx, cy = self.data.intrinsics
-        pix = torch.stack([cols.float() + 0.5, rows.float() + 0.5], -1)
-        return ops.generate_rays(self.c2w[j, :3, :4], fx, fy, cx, cy, pix)
-
-    def rays(self, j: int, rows, cols):
+        """Rays of the pixels (rows, cols) of frame j: (rays_o, rays_d) float [N, 3]."""
         fx, fy, cx, cy = self.data.intrinsics
         pix = torch.stack([cols.float() + 0.5, rows.float() + 0.5], -1)
         return ops.generate_rays(self.c2w[j, :3, :4], fx, fy, cx, cy, pix)

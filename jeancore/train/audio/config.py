@@ -12,52 +12,61 @@ __all__ = ["AudioTrainConfig"]
 
 @dataclass
 class AudioTrainConfig:
-    """Settings of :func:`~jeancore.train.train_audio` (paper values where the paper gives them).
-
-    Stage 1, landmark autoencoder (Eq. 1): ``ae_epochs`` (15), ``ae_lr`` (1e-3, Adam
-    default), ``ae_weight_decay`` (1e-5), ``swap_prob`` (0.8).
-
-    Stage 2, audio encoder (Eq. 2): ``audio_epochs`` (30), ``lr`` (1e-3) decaying
-    exponentially to ``lr_end`` (5e-6) over the stage, ``audio_weight_decay`` (0), ``tau``
-    (0.1), ``negatives`` K per anchor (1), ``in_batch`` (False: also use the other anchors'
-    positives as negatives), ``min_negative_gap_s`` (1.0: same-video negatives are at least
-    this far from the anchor), ``center_codes`` (False; True: after stage 1 the codes are centred
-    over the training frames -- and with ``scale_codes`` scaled to unit variance -- an exact
-    re-parametrisation of the autoencoder, see :meth:`~jeancore.models.audio.LandmarkAutoencoder.center_codes`; not in
-    the paper).
-
-    Both: ``batch_size`` global batch (256), ``max_steps`` per stage (None: full epochs),
-    widths ``code_dim`` (64), ``hidden`` (256, 256, 128), ``audio_dim`` (64).
-
-    Bookkeeping: ``seed``; ``device`` ("auto": CUDA when available, else CPU; under torchrun
-    on CUDA, the local rank's GPU); ``log_every``; ``checkpoint_every`` steps;
-    ``eval_trials`` candidate sets per validation clip of the retrieval metric.
-    """
+    """Settings of :func:`~jeancore.train.train_audio` (paper values where the paper gives
+    them): stage 1 trains the landmark autoencoder (Eq. 1), stage 2 the audio encoder
+    (InfoNCE, Eq. 2) against the frozen mouth codes."""
 
     ae_epochs: int = 15
+    """Stage 1: epochs of the landmark autoencoder."""
     ae_lr: float = 1e-3
+    """Stage 1: Adam learning rate (Adam's default, as the paper)."""
     ae_weight_decay: float = 1e-5
+    """Stage 1: Adam weight decay."""
     swap_prob: float = 0.8
+    """Stage 1: probability of exchanging the mouth codes of A and B (Eq. 1)."""
     audio_epochs: int = 30
+    """Stage 2: epochs of the audio encoder."""
     lr: float = 1e-3
+    """Stage 2: learning rate at the start, decaying exponentially to lr_end."""
     lr_end: float = 5e-6
+    """Stage 2: learning rate at the last step."""
     audio_weight_decay: float = 0.0
+    """Stage 2: Adam weight decay."""
     tau: float = 0.1
+    """Stage 2: InfoNCE temperature."""
     negatives: int = 1
+    """Stage 2: InfoNCE negatives K per anchor (Eq. 2: 1)."""
     in_batch: bool = False
+    """Stage 2: also use the other anchors' positives of the step as negatives."""
     min_negative_gap_s: float = 1.0
+    """Stage 2: same-video negatives are at least this many seconds from the anchor."""
     center_codes: bool = False
+    """After stage 1, centre the codes over the training frames (an exact
+    re-parametrisation of the autoencoder, LandmarkAutoencoder.center_codes; not in the
+    paper)."""
     scale_codes: bool = False
+    """With center_codes: also scale the codes to unit variance."""
     batch_size: int = 256
+    """Global batch of both stages (split over the processes under torchrun)."""
     max_steps: int | None = None
+    """Stop each stage after this many steps (None: full epochs)."""
     code_dim: int = 64
-    hidden: tuple = (256, 256, 128)
+    """Width of the landmark codes e_f and e_m."""
+    hidden: tuple[int, ...] = (256, 256, 128)
+    """Hidden widths of the landmark encoder (the decoder uses them reversed)."""
     audio_dim: int = 64
+    """Width of the audio code e_a."""
     seed: int = 0
+    """Seed of the initialisation and of every epoch's draws."""
     device: str = "auto"
+    """Torch device ('auto': CUDA when available, else CPU; under torchrun on CUDA, the local
+    rank's GPU)."""
     log_every: int = 10
+    """Steps between TensorBoard scalars."""
     checkpoint_every: int = 200
+    """Steps between stage checkpoints (also at the end and on Ctrl-C)."""
     eval_trials: int = 10
+    """Candidate sets per validation clip of the retrieval metric."""
 
     def validate(self) -> None:
         """Raises ConfigError for out-of-range settings."""
