@@ -21,6 +21,7 @@ JSON says which).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 import tempfile
@@ -38,7 +39,7 @@ def _encoders():
 
     kind = {}
     try:
-        from jeancore.train.audio import load_audio_model
+        from jeancore.checkpoints import load_audio_model
 
         enc = load_audio_model(None).audio_encoder
         kind["audio_encoder"] = "generic"
@@ -46,7 +47,7 @@ def _encoders():
         torch.manual_seed(0)
         enc, kind["audio_encoder"] = AudioEncoder(in_dim=80), f"fresh ({type(e).__name__})"
     try:
-        from jeancore.train.expression import load_expression_model
+        from jeancore.checkpoints import load_expression_model
 
         expr = load_expression_model(None)
         kind["expression_model"] = "generic"
@@ -61,8 +62,8 @@ def throughput(dataset, cfg_kwargs, steps, warmup, enc, expr, cpu_memory=False) 
     import copy
 
     from jeancore.nerf.data import load_nerf_data
-    from jeancore.nerf.train import _Trainer, preset_config
-    from jeancore.train._common import resolve_device
+    from jeancore.train._run import resolve_device
+    from jeancore.train.nerf import NerfTrainer, preset_config
 
     cfg0 = preset_config(**cfg_kwargs)
     data = load_nerf_data(dataset, cfg0.resolution)
@@ -71,7 +72,7 @@ def throughput(dataset, cfg_kwargs, steps, warmup, enc, expr, cpu_memory=False) 
     for backend in ("fused", "reference"):
         cfg = preset_config(**dict(cfg_kwargs, ops=backend))
         dev = resolve_device(cfg.device)
-        tr = _Trainer(data, cfg, dev, copy.deepcopy(enc), expr, codes)
+        tr = NerfTrainer(data, cfg, dev, copy.deepcopy(enc), expr, codes)
         codes = tr.expr_codes.cpu()
         sync = (lambda: torch.cuda.synchronize(dev)) if dev.type == "cuda" else (lambda: None)
         for _ in range(warmup):
@@ -106,7 +107,7 @@ def throughput(dataset, cfg_kwargs, steps, warmup, enc, expr, cpu_memory=False) 
 
 def timed_training(dataset, cfg_kwargs, seconds, val_count, enc, expr, iters,
                    keep_run=None) -> dict:
-    from jeancore.nerf import preset_config, train_nerf
+    from jeancore.train import preset_config, train_nerf
 
     cfg = preset_config(**dict(cfg_kwargs, iters=iters, time_limit_s=seconds,
                                val_every=max(1, iters // val_count), checkpoint_every=10**9))
@@ -117,7 +118,7 @@ def timed_training(dataset, cfg_kwargs, seconds, val_count, enc, expr, iters,
         wall = time.perf_counter() - t0
     return {"train_seconds": res["train_seconds"], "wall_seconds": wall, "steps": res["step"],
             "iters_horizon": iters, "it_per_s": res["it_per_s"], "rays_per_s": res["rays_per_s"],
-            "val": res["val"], "config": {k: v for k, v in cfg.__dict__.items()}}
+            "val": res["val"], "config": dataclasses.asdict(cfg)}
 
 
 def main(argv=None) -> int:
@@ -140,7 +141,7 @@ def main(argv=None) -> int:
                     help="train the timed run into this folder (kept) instead of a temporary one")
     args = ap.parse_args(argv)
 
-    from jeancore.nerf import preset_config
+    from jeancore.train import preset_config
 
     cfg_kwargs = {"name": args.preset, "device": args.device, "val_frames": args.val_frames}
     if args.resolution:

@@ -49,7 +49,7 @@ def main(argv=None) -> int:
 
     from jeancore.data import PreprocessConfig, preprocess
     from jeancore.errors import JeanError
-    from jeancore.nerf import preset_config, train_nerf
+    from jeancore.train import preset_config, train_nerf
     from jeancore.render.evaluate import format_table
     from jeancore.render.pipeline import render
     from jeancore.render.run_eval import evaluate_run

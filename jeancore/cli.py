@@ -185,8 +185,8 @@ def _run_plot_expression(args) -> int:
     from .errors import BadInputError
     from .metrics.expression_plots import (interpolate_emotions, plot_code_embedding,
                                            plot_interpolation)
-    from .train.expression import load_expression_model
-    from .train.run_expression import clip_codes
+    from .checkpoints import load_expression_model
+    from .metrics.expression import clip_codes
 
     model = load_expression_model(Path(args.run) / "checkpoint.pt")
     clips = [c for src in args.clips for c in find_mead_clips(src)
@@ -219,7 +219,7 @@ def _run_plot_expression(args) -> int:
 
 # Sub-commands defined beside the code they drive: each module has ``register(sub)``, which adds
 # its parser(s) to the ``jean`` sub-parsers and imports nothing heavy until a command runs.
-_COMMAND_MODULES: tuple[str, ...] = ("jeancore.train.run_audio", "jeancore.nerf.cli",
+_COMMAND_MODULES: tuple[str, ...] = ("jeancore.train.run_audio", "jeancore.train.run_nerf",
                                       "jeancore.render.cli")
 
 

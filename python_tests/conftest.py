@@ -76,7 +76,7 @@ def trained_nerf(preprocessed, tmp_path_factory):
     import torch
 
     from jeancore.models import AudioEncoder, ExpressionTransformer
-    from jeancore.nerf import preset_config, train_nerf
+    from jeancore.train import preset_config, train_nerf
 
     out = tmp_path_factory.mktemp("nerf") / "run"
     torch.manual_seed(0)  # fresh encoders: the NeRF fine-tunes the audio one anyway

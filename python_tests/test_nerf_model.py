@@ -1,6 +1,7 @@
-"""JEAN's NeRF pieces without a dataset: positional encoding, F_theta's shapes and its
-per-ray condition shortcut, the audio conditioner, and the renderer with the fused kernels
-against the pure-torch reference ops (values and gradients, same random draws)."""
+"""JEAN's NeRF pieces without a dataset (jeancore.models, jeancore.nerf.volume_rendering):
+positional encoding, F_theta's shapes and its per-ray condition shortcut, the audio
+conditioner, and the AD-NeRF backbone rendering with the fused kernels against the pure-torch
+reference ops (values and gradients, same random draws)."""
 
 from __future__ import annotations
 
@@ -11,9 +12,9 @@ import torch
 import torch.nn.functional as F
 
 from jeancore.errors import BadInputError, ConfigError
-from jeancore.models import AudioEncoder
-from jeancore.nerf import (AudioConditioner, NerfMLP, NerfModel, RayOps, encoded_dim,
-                           positional_encoding, render_rays, smoothing_indices)
+from jeancore.models import (AdNerfBackbone, AdNerfConfig, AudioConditioner, AudioEncoder,
+                             NerfMLP, encoded_dim, positional_encoding, smoothing_indices)
+from jeancore.nerf import RayOps
 
 
 def test_positional_encoding_layout_and_width():
@@ -116,8 +117,8 @@ def test_fused_ops_equal_reference_ops_values_and_grads(stratified):
     torch.manual_seed(0)
     # float64: in float32 the two sample_pdf paths round the CDF differently, which moves the
     # fine samples by ~1e-7 dm and the fine colours by ~1e-4
-    model = NerfModel(dict(cond_dim=16, width=32, depth=4, skips=(1,)), (0.0, 0.0, -0.5),
-                      1.5).double()
+    model = AdNerfBackbone(AdNerfConfig(width=32, depth=4, skips=(1,), n_coarse=16,
+                                        n_fine=24), 16, (0.0, 0.0, -0.5), 1.5).double()
     g = torch.Generator().manual_seed(1)
     o, d = (v.double() for v in _rays(64, g))
     bg = torch.rand(64, 3, generator=g, dtype=torch.float64)
@@ -127,8 +128,12 @@ def test_fused_ops_equal_reference_ops_values_and_grads(stratified):
         model.zero_grad()
         gen = torch.Generator().manual_seed(7)
         bgr = bg.clone().requires_grad_(True)
-        out = render_rays(model, o, d, 9.0, 12.4, cond, bgr, n_coarse=16, n_fine=24,
-                          stratified=stratified, generator=gen, ray_ops=RayOps(backend))
+        res = model.render_rays(o, d, 9.0, 12.4, cond, bgr, training=stratified,
+                                generator=gen, ray_ops=RayOps(backend))
+        out = {"rgb_fine": res.rgb, "depth_fine": res.depth, "opacity_fine": res.opacity,
+               **res.extras}
+        assert set(out) == {"rgb_coarse", "depth_coarse", "opacity_coarse", "rgb_fine",
+                            "depth_fine", "opacity_fine"}
         loss = (out["rgb_coarse"] ** 2).sum() + (out["rgb_fine"] * torch.linspace(
             0, 1, 3, dtype=torch.float64)).sum() + out["opacity_fine"].sum() + 0.1 * out["depth_fine"].sum()
         loss.backward()
@@ -145,5 +150,83 @@ def test_fused_ops_equal_reference_ops_values_and_grads(stratified):
 def test_ray_ops_backend_checked():
     with pytest.raises(ConfigError):
         RayOps("cuda-magic")
-    assert math.isclose(float(NerfModel(radius=2.0).normalize(torch.tensor([2.0, 0, 0]))[0]),
-                        1.0)
+    assert math.isclose(float(AdNerfBackbone(radius=2.0).normalize(
+        torch.tensor([2.0, 0, 0]))[0]), 1.0)
+
+
+def test_fine_samples_reference_equals_the_kernel():
+    """ops.reference.fine_samples_reference with the uniforms of
+    ops.pdf.inverse_transform_uniforms reproduces ops.fine_samples draw for draw."""
+    from jeancore import ops
+    from jeancore.ops.pdf import inverse_transform_uniforms
+    from jeancore.ops.reference import fine_samples_reference
+
+    g = torch.Generator().manual_seed(3)
+    t = torch.sort(torch.rand(32, 12, generator=g, dtype=torch.float64) * 4 + 8, -1).values
+    w = torch.rand(32, 12, generator=g, dtype=torch.float64)
+    for stratified in (False, True):
+        fast = ops.fine_samples(t, w, 20, stratified=stratified,
+                                generator=torch.Generator().manual_seed(5))
+        u = inverse_transform_uniforms(32, 20, stratified, torch.Generator().manual_seed(5), w)
+        torch.testing.assert_close(fine_samples_reference(t, w, u), fast, rtol=1e-12,
+                                   atol=1e-12)
+        assert fast.shape == (32, 32) and bool((fast[:, 1:] >= fast[:, :-1]).all())
+
+
+def test_backbone_registry_and_configs():
+    from jeancore.models import BACKBONES, Backbone, build_backbone, register_backbone
+    from jeancore.models.backbone import backbone_class, config_from_dict
+
+    assert backbone_class("adnerf") is AdNerfBackbone and BACKBONES["adnerf"] is AdNerfBackbone
+    with pytest.raises(ConfigError, match="unknown NeRF backbone 'grid'"):
+        build_backbone("grid")
+    # a checkpoint stores the config as plain values (lists); they come back as tuples
+    b = build_backbone("adnerf", {"width": 16, "depth": 3, "skips": [1]}, 8, (0.0, 0.0, 1.0),
+                       2.0)
+    assert b.config == AdNerfConfig(width=16, depth=3, skips=(1,)) and b.cond_dim == 8
+    assert b.config_dict()["skips"] == [1]
+    assert config_from_dict(AdNerfConfig, b.config_dict()) == b.config
+    with pytest.raises(ConfigError, match="unknown AdNerfConfig settings"):
+        config_from_dict(AdNerfConfig, {"widht": 3})
+    with pytest.raises(ConfigError, match="n_coarse"):
+        AdNerfBackbone(AdNerfConfig(n_coarse=2))
+    with pytest.raises(ConfigError, match="AdNerfConfig"):
+        AdNerfBackbone({"width": 16})
+    with pytest.raises(ConfigError, match="already registered"):
+        register_backbone(type("Other", (AdNerfBackbone,), {}))
+    # the weights keep the names of the version-1 checkpoints (coarse.*, fine.*, center, radius)
+    keys = set(b.state_dict())
+    assert {"center", "radius"} <= keys and all(
+        k.split(".")[0] in ("coarse", "fine", "center", "radius") for k in keys)
+    groups = b.param_groups(1e-3)
+    assert sum(len(g["params"]) for g in groups) == len(list(b.parameters()))
+    assert isinstance(b, Backbone)
+
+
+def test_adnerf_result_and_losses():
+    """RenderedRays of the AD-NeRF backbone: the fine pass, the coarse one in extras, sample
+    counts; its losses are the two MSEs (the fine one 0 without a fine pass); n_coarse /
+    n_fine override the config for one call."""
+    torch.manual_seed(0)
+    b = AdNerfBackbone(AdNerfConfig(width=16, depth=3, skips=(1,), n_coarse=8, n_fine=4), 8,
+                       (0.0, 0.0, -0.5), 1.5)
+    o, d = _rays(5, torch.Generator().manual_seed(2))
+    bg, target = torch.rand(5, 3), torch.rand(5, 3)
+    cond = torch.randn(8)
+    r = b.render_rays(o, d, 9.0, 12.4, cond, bg)
+    assert r.rgb.shape == (5, 3) and r.opacity.shape == r.depth.shape == (5,)
+    assert r.samples_per_ray.tolist() == [8 + 12] * 5
+    terms = b.losses(r, target)
+    assert set(terms) == {"coarse", "fine"}
+    torch.testing.assert_close(terms["fine"], F.mse_loss(r.rgb, target))
+    torch.testing.assert_close(terms["coarse"], F.mse_loss(r.extras["rgb_coarse"], target))
+    c = b.render_rays(o, d, 9.0, 12.4, cond, bg, n_fine=0)
+    assert c.rgb is c.extras["rgb_coarse"] and c.samples_per_ray.tolist() == [8] * 5
+    torch.testing.assert_close(c.rgb, r.extras["rgb_coarse"])
+    assert float(b.losses(c, target)["fine"].detach()) == 0.0
+    # training mode draws from the generator: the same seed gives the same rays
+    g1, g2 = torch.Generator().manual_seed(9), torch.Generator().manual_seed(9)
+    a1 = b.render_rays(o, d, 9.0, 12.4, cond, bg, training=True, generator=g1)
+    a2 = b.render_rays(o, d, 9.0, 12.4, cond, bg, training=True, generator=g2)
+    torch.testing.assert_close(a1.rgb, a2.rgb, rtol=0, atol=0)
+    assert not torch.equal(a1.rgb, r.rgb)

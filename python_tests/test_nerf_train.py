@@ -16,7 +16,8 @@ import torch
 
 from jeancore.errors import BadInputError, ConfigError
 from jeancore.models import AudioEncoder, ExpressionTransformer
-from jeancore.nerf import load_nerf_run, preset_config, train_nerf
+from jeancore.nerf import load_nerf_run
+from jeancore.train import preset_config, train_nerf
 
 from conftest import NERF_LEARN
 
@@ -64,9 +65,10 @@ def test_training_learns_the_face(learned):
 def test_checkpoint_loads_weights_only_and_renders(learned, dataset):
     out, res = learned
     ckpt = torch.load(out / "checkpoint.pt", map_location="cpu", weights_only=True)
-    assert ckpt["step"] == 100 and ckpt["mlp_config"]["width"] == 64
+    assert ckpt["step"] == 100 and ckpt["backbone_config"]["width"] == 64
+    assert ckpt["backbone"] == "adnerf" and ckpt["version"] == 2
     run = load_nerf_run(out)
-    assert run.size == 128 and run.n_coarse == 16
+    assert run.size == 128 and run.backbone.config.n_coarse == 16
     # render a validation frame with its own pose, audio and expression through NerfRun
     from jeancore.data import TalkingHeadDataset
     from jeancore.nerf.data import face_rects
@@ -154,8 +156,9 @@ def test_training_path_needs_no_media_libraries(dataset):
     code = (
         "import sys\n"
         "for m in ('av', 'librosa', 'dlib', 'mediapipe', 'soundfile'): sys.modules[m] = None\n"
-        "from jeancore.nerf import train_nerf, load_nerf_run\n"
-        "import jeancore.nerf.cli, jeancore.cli\n"
+        "from jeancore.train import train_nerf\n"
+        "from jeancore.nerf import load_nerf_run\n"
+        "import jeancore.train.run_nerf, jeancore.cli\n"
         "from jeancore.nerf.data import load_nerf_data\n"
         f"d = load_nerf_data({str(dataset)!r}, 16)\n"
         "assert d.images.shape[1:] == (16, 16, 3), d.images.shape\n")
@@ -170,24 +173,26 @@ def test_random_background_targets(dataset, tmp_path, monkeypatch, random_backgr
     """With random_background every ray outside the head (parsing) gets one random colour as
     its target and as its background sample; head rays keep their pixel; without it, the
     dataset's background and pixels are used (AD-NeRF)."""
-    import jeancore.nerf.train as T
+    import jeancore.train.nerf as T
+    from jeancore.models import AdNerfBackbone
     from jeancore.nerf.data import load_nerf_data
 
     seen = []
-    real = T.render_rays
+    real = AdNerfBackbone.render_rays
 
     def spy(model, rays_o, rays_d, near, far, cond, bg, **kw):
         seen.append(bg.clone())
         return real(model, rays_o, rays_d, near, far, cond, bg, **kw)
 
     losses = []
-    monkeypatch.setattr(T, "render_rays", spy)
-    monkeypatch.setattr(T.F, "mse_loss", lambda a, b: (losses.append(b.clone()),
-                                                       ((a - b) ** 2).mean())[1])
+    real_losses = AdNerfBackbone.losses
+    monkeypatch.setattr(AdNerfBackbone, "render_rays", spy)
+    monkeypatch.setattr(AdNerfBackbone, "losses", lambda self, result, target: (
+        losses.append(target.clone()), real_losses(self, result, target))[1])
     enc, expr = _encoders()
     data = load_nerf_data(dataset, 32)
     cfg = preset_config("cpu-smoke", **dict(TINY, random_background=random_background))
-    tr = T._Trainer(data, cfg, torch.device("cpu"), enc, expr, None)
+    tr = T.NerfTrainer(data, cfg, torch.device("cpu"), enc, expr, None)
     gen = tr.gen.get_state()
     k = int(torch.randint(len(tr.train_idx), (1,), generator=tr.gen))
     j = int(data.train_idx[k])
@@ -205,3 +210,73 @@ def test_random_background_targets(dataset, tmp_path, monkeypatch, random_backgr
     else:
         torch.testing.assert_close(bg, data.background[rows, cols].float() / 255)
         torch.testing.assert_close(target, pixels)
+
+
+def _as_version_1(ckpt: dict) -> dict:
+    """A checkpoint in the layout `jean train` wrote before the backbone seam (format version
+    1): AD-NeRF's settings flat in train_config, ``mlp_config``, one optimizer group for the
+    NeRF and the conditioner's projection + attention, no NumPy / Python RNG state."""
+    v1 = {k: v for k, v in ckpt.items() if k not in ("backbone", "backbone_config", "cond_dim")}
+    tc = dict(ckpt["train_config"])
+    ad = tc.pop("adnerf")
+    tc.pop("backbone")
+    tc.update(ad)
+    opt = ckpt["optimizer"]
+    g0, g1, enc = opt["param_groups"]
+    v1.update(version=1, train_config=tc, mlp_config={"cond_dim": ckpt["cond_dim"], **{
+        k: ad[k] for k in ("depth", "width", "skips", "pos_freqs", "dir_freqs",
+                           "density_activation")}},
+        optimizer=dict(opt, param_groups=[dict(g0, params=g0["params"] + g1["params"]), enc]),
+        rng={k: v for k, v in ckpt["rng"].items() if k in ("generator", "torch", "cuda")})
+    return v1
+
+
+def test_version_1_checkpoints_load_and_resume(dataset, tmp_path):
+    """Runs written before the backbone seam still render (as AD-NeRF) and resume exactly."""
+    full = {s: loss for s, loss, _ in _run(dataset, tmp_path / "full")["history"]}
+
+    def kill(step, info):
+        if step == 5:
+            raise RuntimeError("killed")
+
+    with pytest.raises(RuntimeError):
+        _run(dataset, tmp_path / "v2", callback=kill)
+    shutil.copytree(tmp_path / "v2", tmp_path / "v1")
+    ckpt = torch.load(tmp_path / "v2" / "checkpoint.pt", weights_only=True)
+    assert ckpt["step"] == 4
+    torch.save(_as_version_1(ckpt), tmp_path / "v1" / "checkpoint.pt")
+    runs = [load_nerf_run(tmp_path / v) for v in ("v2", "v1")]
+    assert runs[1].backbone.config == runs[0].backbone.config and runs[1].step == 4
+    c2w = torch.eye(4)[None]
+    c2w[0, 2, 3] = 10.0
+    codes = torch.zeros(1, 64)
+    audio = np.zeros((1, runs[0].audio_window, runs[0].audio_dim), np.float32)
+    a, b = (next(r.render_frames(c2w, audio, codes, size=16, as_float=True)) for r in runs)
+    np.testing.assert_array_equal(a, b)
+    for v in ("v2", "v1"):
+        res = _run(dataset, tmp_path / v, resume=True)
+        assert [h[0] for h in res["history"]] == [5, 6]
+        for s, loss, _ in res["history"]:
+            assert loss == full[s], (v, s, loss, full[s])
+    with pytest.raises(BadInputError, match="unsupported NeRF checkpoint version 3"):
+        torch.save(dict(ckpt, version=3), tmp_path / "v1" / "checkpoint.pt")
+        load_nerf_run(tmp_path / "v1")
+
+
+def test_presets_keep_their_values():
+    """The cpu-smoke preset (run settings + AD-NeRF's nested) gives the values it gave when
+    they were one flat config; flat backbone overrides still work."""
+    c = preset_config("cpu-smoke")
+    assert (c.iters, c.n_rays, c.resolution, c.lr, c.lr_final, c.log_every,
+            c.checkpoint_every, c.val_every, c.val_frames, c.chunk_rays) == (
+        500, 256, 96, 1e-3, 1e-4, 10, 100, 100, 3, 4096)
+    a = c.adnerf
+    assert (a.n_coarse, a.n_fine, a.width, a.depth, a.skips, a.pos_freqs, a.dir_freqs) == (
+        24, 24, 64, 8, (4,), 10, 4)
+    f = preset_config("full")
+    assert (f.iters, f.n_rays, f.adnerf.n_coarse, f.adnerf.n_fine, f.adnerf.width) == (
+        400_000, 2048, 64, 128, 128)
+    o = preset_config("cpu-smoke", width=32, n_fine=0, iters=7)
+    assert (o.adnerf.width, o.adnerf.n_fine, o.adnerf.n_coarse, o.iters) == (32, 0, 24, 7)
+    with pytest.raises(ConfigError, match="unknown NeRF training settings"):
+        preset_config("cpu-smoke", widht=3)

@@ -7,6 +7,9 @@
 * :func:`swap_errors` -- the mouth-swap test of the landmark autoencoder: decode
   (e_f of A, e_m of B) and measure the mouth points against B and the eye-nose points
   against A.
+* :func:`evaluate_audio` -- both on a split of loaded datasets (``jean evaluate-audio``).
+* :func:`audio_lip_agreement` -- retrieval between the driving speech and the mouths of
+  rendered (or real) frames, with our own encoders (``jean evaluate``; not SyncNet).
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ import torch.nn.functional as F
 
 from ..errors import BadInputError
 
-__all__ = ["retrieval_accuracy", "swap_errors"]
+__all__ = ["audio_lip_agreement", "evaluate_audio", "retrieval_accuracy", "swap_errors"]
 
 
 def _as_tensor(x, name) -> torch.Tensor:
@@ -126,3 +129,107 @@ def swap_errors(autoencoder, pts_a: torch.Tensor, pts_b: torch.Tensor) -> dict:
                 "eye_distance_ab": err(pts_a[:, eye], pts_b[:, eye])}
     finally:
         autoencoder.train(was)
+
+
+def evaluate_audio(model, datasets, *, split: str = "val", n_candidates: int = 32,
+                   trials: int = 10, seed: int = 0) -> dict:
+    """Audio-to-mouth retrieval and the landmark-autoencoder swap test on a split.
+
+    Retrieval (:func:`retrieval_accuracy`): per dataset, the audio
+    code e_a of each frame of the split queries the mouth codes e_m of ``n_candidates``
+    frames of the same split (all of them when fewer), top-1 / top-5 accuracy vs chance.
+    Swap test (:func:`swap_errors`): frame A = each frame of the split,
+    B = a random other frame of the same split; errors in inter-ocular units.
+
+    Args:
+        model: :class:`~jeancore.models.AudioModel`.
+        datasets: loaded datasets (:func:`jeancore.train.audio.load_audio_datasets`:
+            objects with ``name``, ``identity``, ``root``, ``features``, normalised
+            ``landmarks`` [T, 51, 2], ``audio`` [T, window, D] and ``split(which)``).
+        split: "val" (default: speech not seen in training), "train" or "all".
+
+    Returns:
+        dict: ``datasets`` (per dataset: frames, top1, top5, chance_top1, chance_top5,
+        n_candidates, swap errors), ``overall`` (query-weighted means, ``top1_over_chance``),
+        ``swap`` (frame-weighted means).
+
+    Raises:
+        BadInputError: no datasets or unloaded ones (paths), a dataset whose features differ
+            from the model's, a split with fewer than 2 frames.
+    """
+    if not (isinstance(datasets, (list, tuple)) and datasets
+            and all(hasattr(d, "landmarks") and hasattr(d, "split") for d in datasets)):
+        raise BadInputError("evaluate_audio needs loaded datasets: load the folders with "
+                            "jeancore.train.audio.load_audio_datasets(...) first")
+    p = next(model.audio_encoder.parameters())
+    per, sums, swap_sums, n_q, n_f = {}, {}, {}, 0, 0
+    rng = np.random.default_rng(seed)
+    for d in datasets:
+        model.check_dataset({"audio": {"features": d.features, "window": d.features["window"],
+                                       "shape": list(d.audio.shape)}})
+        idx = d.split(split)
+        if len(idx) < 2:
+            raise BadInputError(f"{d.root}: its {split} split has {len(idx)} frame(s)")
+        e_a = model.audio_codes(torch.from_numpy(d.audio[idx]).to(p.device))
+        pts = torch.from_numpy(d.landmarks[idx]).to(p.device)
+        ae = model.landmark_ae
+        was = ae.training
+        ae.eval()
+        e_m = ae.encode(pts)[1]
+        ae.train(was)
+        r = retrieval_accuracy(e_a, e_m, n_candidates=n_candidates, trials=trials, seed=seed)
+        q = rng.integers(0, len(idx) - 1, size=len(idx))
+        partner = q + (q >= np.arange(len(idx)))
+        s = swap_errors(ae, pts, pts[torch.from_numpy(partner).to(p.device)])
+        key = d.name if d.name not in per else f"{d.name}#{len(per)}"
+        per[key] = {"identity": d.identity, "frames": int(len(idx)), **r, **s}
+        for k in ("top1", "top5", "chance_top1", "chance_top5"):
+            sums[k] = sums.get(k, 0.0) + r[k] * r["queries"]
+        for k, v in s.items():
+            swap_sums[k] = swap_sums.get(k, 0.0) + v * len(idx)
+        n_q += r["queries"]
+        n_f += len(idx)
+    overall = {k: v / n_q for k, v in sums.items()}
+    overall["top1_over_chance"] = overall["top1"] / overall["chance_top1"]
+    overall["queries"] = n_q
+    return {"split": split, "datasets": per, "overall": overall,
+            "swap": {k: v / n_f for k, v in swap_sums.items()}}
+
+
+def audio_lip_agreement(frames_landmarks, audio_windows, audio_model=None) -> dict:
+    """Audio-to-mouth retrieval between speech and the mouths of a frame sequence (our own
+    encoders' score, JEAN Sec. 3.1; not SyncNet).
+
+    Args:
+        frames_landmarks: float [T, 68, 2] iBUG-68 landmarks of the frames (NaN rows: no face;
+            they are left out).
+        audio_windows: float [T, window, D] the speech windows that drove the frames.
+        audio_model: a :class:`jeancore.models.AudioModel`, a path, or None (the shipped
+            generic encoders, :func:`jeancore.checkpoints.load_audio_model`).
+
+    Returns:
+        dict: ``top1``, ``top5``, ``chance_top1``, ``chance_top5``, ``n_candidates``,
+        ``frames`` (with a face); None values when fewer than 2 frames have a face.
+
+    Raises:
+        BadInputError: the windows do not fit the audio encoder, or lengths differ.
+    """
+    from ..checkpoints import load_audio_model
+    from ..models.audio import normalize_landmarks
+    from ..models.audio_model import AudioModel
+
+    model = audio_model if isinstance(audio_model, AudioModel) else load_audio_model(audio_model)
+    pts = np.asarray(frames_landmarks, np.float32)
+    win = np.asarray(audio_windows, np.float32)
+    if len(pts) != len(win):
+        raise BadInputError(f"landmarks and audio windows must have one row per frame, got "
+                            f"{len(pts)} and {len(win)}")
+    ok = np.isfinite(pts).all(axis=(1, 2))
+    if ok.sum() < 2:
+        return {"top1": None, "top5": None, "frames": int(ok.sum())}
+    with torch.no_grad():
+        e_m = model.landmark_ae.encode(normalize_landmarks(pts[ok]))[1]
+        e_a = model.audio_encoder(torch.from_numpy(win[ok]))
+    out = retrieval_accuracy(e_a, e_m)
+    out["frames"] = int(ok.sum())
+    return out

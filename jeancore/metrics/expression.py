@@ -6,13 +6,17 @@
   training set's mean emotion feature.
 * :func:`copy_previous_l1` -- the baseline of a teacher-forced decoder: predict each frame of a
   window as the previous ground-truth frame (the first frame as the mean feature).
+* :func:`separability` -- :func:`linear_separability` of e_e, e_l and the input features of
+  clips labelled by emotion, three ways (frames, time split, held-out speaker), on the codes
+  of :func:`clip_codes`.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["copy_previous_l1", "linear_separability", "mean_feature_l1"]
+__all__ = ["clip_codes", "copy_previous_l1", "linear_separability", "mean_feature_l1",
+           "separability"]
 
 
 def linear_separability(codes: np.ndarray, labels, *, folds: int = 5, seed: int = 0,
@@ -110,3 +114,45 @@ def copy_previous_l1(sequences, window: int, mean) -> float:
             total += float(np.abs(w - pred).sum())
             count += w.size
     return total / count
+
+
+def clip_codes(model, clips, cache_dir) -> list[tuple]:
+    """Per-frame codes of each clip: ``[(clip, features [T, D], e_l [T, lip_dim],
+    e_e [T, expr_dim])]``, emotion features from :func:`jeancore.data.pairs.emotion_sequence`
+    (cached in ``cache_dir``), codes from ``model.frame_codes`` (inference windows, no DTW)."""
+    from ..data.pairs import emotion_sequence
+
+    out = []
+    for clip in clips:
+        feats = emotion_sequence(clip.path, cache_dir=cache_dir)["features"]
+        e_l, e_e = model.frame_codes(feats)
+        out.append((clip, feats, e_l, e_e))
+    return out
+
+
+def separability(model, clips, cache_dir) -> dict:
+    """How well a linear classifier tells the clips' emotions apart from e_e, from e_l and
+    from the input emotion features (every frame labelled by its clip's emotion), three ways:
+
+    * ``separability_e_*``: 5-fold cross-validation over frames (frames of one clip can be
+      on both sides, so it is optimistic);
+    * ``separability_e_*_time_split``: trained on the first half of every clip, tested on
+      the second halves;
+    * ``separability_e_*_heldout_identity`` (with 2+ identities): trained on the other
+      speakers' clips, tested on each speaker's own (leave-one-speaker-out).
+    """
+    codes = clip_codes(model, clips, cache_dir)
+    labels = np.array([c.emotion for c, feats, _, _ in codes for _ in range(len(feats))])
+    out = {}
+    if len(set(labels)) < 2:
+        return out
+    halves = np.concatenate([np.arange(len(f)) >= len(f) // 2 for _, f, _, _ in codes])
+    speakers = np.array([c.identity for c, feats, _, _ in codes for _ in range(len(feats))])
+    for name, k in (("input", 1), ("e_l", 2), ("e_e", 3)):
+        x = np.concatenate([c[k] for c in codes])
+        out[f"separability_{name}"] = linear_separability(x, labels)
+        out[f"separability_{name}_time_split"] = linear_separability(x, labels, groups=halves)
+        if len(set(speakers)) >= 2:
+            out[f"separability_{name}_heldout_identity"] = linear_separability(
+                x, labels, groups=speakers)
+    return out

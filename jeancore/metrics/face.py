@@ -31,7 +31,7 @@ import numpy as np
 
 from ..errors import BadInputError, MissingDependencyError
 
-__all__ = ["MOUTH_POINTS", "FACE_POINTS", "psnr", "ssim", "lmd", "m_lmd", "f_lmd", "lmdv",
+__all__ = ["MOUTH_POINTS", "FACE_POINTS", "psnr", "psnr_from_mse", "ssim", "lmd", "m_lmd", "f_lmd", "lmdv",
            "landmarks_of_frames", "face_box", "crop_frames", "face_descriptors",
            "cosine_distance", "identity_distance", "expression_parameters", "exp_diff",
            "exp_diff_frames", "lpips_distance", "lse_c", "UNAVAILABLE"]
@@ -106,6 +106,13 @@ def psnr(pred, target) -> float:
         vals = peak_signal_noise_ratio(p, t, data_range=1.0, reduction="none",
                                        dim=(1, 2, 3)).tolist()
     return float(np.mean(vals))
+
+
+def psnr_from_mse(mse: float) -> float:
+    """PSNR in dB of a mean squared error of values in [0, 1]: ``-10 log10(mse)``, with the
+    MSE floored at 1e-12 (120 dB) so that a perfect match stays finite (e.g. a training
+    step's photometric loss)."""
+    return -10.0 * math.log10(max(float(mse), 1e-12))
 
 
 def ssim(pred, target) -> float:

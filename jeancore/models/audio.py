@@ -53,10 +53,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import BadInputError, ConfigError
+from ._checks import check_int, known_settings, swap_flags
 
 __all__ = ["LANDMARK_POINTS", "EYE_NOSE", "MOUTH", "N_POINTS", "normalize_landmarks",
            "landmark_template", "LandmarkAutoencoder", "AudioEncoder", "AudioAttention",
-           "mouth_swap_loss", "info_nce", "cosine_logits"]
+           "mouth_swap_loss", "info_nce", "cosine_logits", "MouthSwapStep"]
 
 LANDMARK_POINTS = np.arange(17, 68)
 """iBUG-68 indices of the 51 points kept (all but the jaw contour 0-16), in this order."""
@@ -154,12 +155,6 @@ def normalize_landmarks(points, *, template=None) -> torch.Tensor:
     return out[0] if single else out
 
 
-def _check_int(name, v, lo=1):
-    if isinstance(v, bool) or int(v) != v or v < lo:
-        raise ConfigError(f"{name} must be an integer >= {lo}, got {v!r}")
-    return int(v)
-
-
 # ---------------------------------------------------------------------------------------------
 # landmark autoencoder
 # ---------------------------------------------------------------------------------------------
@@ -181,12 +176,12 @@ class LandmarkAutoencoder(nn.Module):
     def __init__(self, n_points: int = 51, hidden=(256, 256, 128), code_dim: int = 64,
                  slope: float = 0.02, n_mouth: int = 20):
         super().__init__()
-        self.n_points = _check_int("n_points", n_points, 2)
-        self.hidden = tuple(_check_int("hidden", h) for h in hidden)
+        self.n_points = check_int("n_points", n_points, 2)
+        self.hidden = tuple(check_int("hidden", h) for h in hidden)
         if not self.hidden:
             raise ConfigError("hidden must list at least one width")
-        self.code_dim = _check_int("code_dim", code_dim)
-        self.n_mouth = _check_int("n_mouth", n_mouth)
+        self.code_dim = check_int("code_dim", code_dim)
+        self.n_mouth = check_int("n_mouth", n_mouth)
         if self.n_mouth >= self.n_points:
             raise ConfigError(f"n_mouth ({n_mouth}) must be < n_points ({n_points})")
         if not float(slope) >= 0:
@@ -251,10 +246,8 @@ class LandmarkAutoencoder(nn.Module):
     @classmethod
     def from_config(cls, config: dict) -> LandmarkAutoencoder:
         """A new model from :meth:`config`'s dict (unknown keys raise ConfigError)."""
-        extra = set(config) - {"n_points", "hidden", "code_dim", "slope", "n_mouth"}
-        if extra:
-            raise ConfigError(f"unknown landmark-autoencoder settings: {sorted(extra)}")
-        return cls(**config)
+        return cls(**known_settings(config, ("n_points", "hidden", "code_dim", "slope", "n_mouth"),
+                                    "landmark-autoencoder"))
 
     @property
     def mouth(self) -> slice:
@@ -319,12 +312,7 @@ class LandmarkAutoencoder(nn.Module):
             raise BadInputError(f"A and B must have the same shape, got {list(pts_a.shape)} "
                                 f"and {list(pts_b.shape)}")
         b = pts_a.shape[0]
-        if swap is None or isinstance(swap, bool):
-            swap = torch.full((b,), bool(swap), dtype=torch.bool, device=pts_a.device)
-        elif not isinstance(swap, torch.Tensor) or swap.dtype != torch.bool \
-                or tuple(swap.shape) != (b,):
-            raise BadInputError(f"swap must be a bool tensor [B={b}], a bool or None")
-        swap = swap.to(pts_a.device)
+        swap = swap_flags(swap, b, pts_a.device)
         e_f, e_m = self.encode(torch.cat([pts_a, pts_b]))
         f_a, f_b, m_a, m_b = e_f[:b], e_f[b:], e_m[:b], e_m[b:]
         s = swap[:, None]
@@ -367,9 +355,9 @@ class AudioEncoder(nn.Module):
 
     def __init__(self, in_dim: int, window: int = 16, out_dim: int = 64, slope: float = 0.02):
         super().__init__()
-        self.in_dim = _check_int("in_dim", in_dim)
-        self.window = _check_int("window", window)
-        self.out_dim = _check_int("out_dim", out_dim)
+        self.in_dim = check_int("in_dim", in_dim)
+        self.window = check_int("window", window)
+        self.out_dim = check_int("out_dim", out_dim)
         self.slope = float(slope)
         layers, c, length, i = [], self.in_dim, self.window, 0
         while length > 1:
@@ -388,10 +376,8 @@ class AudioEncoder(nn.Module):
     @classmethod
     def from_config(cls, config: dict) -> AudioEncoder:
         """A new model from :meth:`config`'s dict (unknown keys raise ConfigError)."""
-        extra = set(config) - {"in_dim", "window", "out_dim", "slope"}
-        if extra:
-            raise ConfigError(f"unknown audio-encoder settings: {sorted(extra)}")
-        return cls(**config)
+        return cls(**known_settings(config, ("in_dim", "window", "out_dim", "slope"),
+                                    "audio-encoder"))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Windows of features float [B, window, in_dim] -> e_a float [B, out_dim].
@@ -424,8 +410,8 @@ class AudioAttention(nn.Module):
 
     def __init__(self, dim: int = 64, seq_len: int = 8):
         super().__init__()
-        self.dim = _check_int("dim", dim)
-        self.seq_len = _check_int("seq_len", seq_len)
+        self.dim = check_int("dim", dim)
+        self.seq_len = check_int("seq_len", seq_len)
         chans = (self.dim, 16, 8, 4, 2, 1)
         layers = []
         for a, b in zip(chans[:-1], chans[1:]):
@@ -525,3 +511,16 @@ def info_nce(e_m: torch.Tensor, e_pos: torch.Tensor, e_neg: torch.Tensor | None 
         raise BadInputError("InfoNCE needs negatives: pass e_neg or in_batch=True")
     logits = torch.cat(parts, 1)
     return -torch.log_softmax(logits, 1)[:, 0].mean()
+
+
+class MouthSwapStep(nn.Module):
+    """:meth:`LandmarkAutoencoder.swap_forward` as a module's ``forward``, so that
+    ``DistributedDataParallel`` can wrap the training step of Eq. 1 (its parameters are the
+    autoencoder's)."""
+
+    def __init__(self, ae: LandmarkAutoencoder):
+        super().__init__()
+        self.ae = ae
+
+    def forward(self, pts_a, pts_b, swap):
+        return self.ae.swap_forward(pts_a, pts_b, swap)

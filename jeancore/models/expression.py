@@ -71,6 +71,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import BadInputError, ConfigError
+from ._checks import known_settings, swap_flags
 
 __all__ = ["MODEL_CONFIG_KEYS", "ExpressionOutput", "ExpressionTransformer", "expression_loss",
            "sinusoidal_encoding"]
@@ -196,10 +197,7 @@ class ExpressionTransformer(nn.Module):
     @classmethod
     def from_config(cls, config: dict) -> ExpressionTransformer:
         """A new model from :meth:`config`'s dict (unknown keys raise ConfigError)."""
-        extra = set(config) - set(MODEL_CONFIG_KEYS)
-        if extra:
-            raise ConfigError(f"unknown expression-transformer settings: {sorted(extra)}")
-        return cls(**config)
+        return cls(**known_settings(config, MODEL_CONFIG_KEYS, "expression-transformer"))
 
     # ----------------------------------------------------------------------------- checks
 
@@ -370,12 +368,7 @@ class ExpressionTransformer(nn.Module):
                                 f"{list(xa.shape)} and {list(xb.shape)}")
         b = xa.shape[0]
         pad_mask = self._check_mask(pad_mask, xa.shape[:2], trailing=True)
-        if swap is None or isinstance(swap, bool):
-            swap = torch.full((b,), bool(swap), dtype=torch.bool, device=xa.device)
-        elif not isinstance(swap, torch.Tensor) or swap.dtype != torch.bool \
-                or tuple(swap.shape) != (b,):
-            raise BadInputError(f"swap must be a bool tensor [B={b}], a bool or None")
-        swap = swap.to(xa.device)
+        swap = swap_flags(swap, b, xa.device)
         # one encoder pass for both windows
         e_l, e_e = self.encode(torch.cat([xa, xb]),
                                None if pad_mask is None else torch.cat([pad_mask, pad_mask]))

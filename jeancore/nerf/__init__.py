@@ -1,34 +1,29 @@
-"""JEAN's dynamic NeRF conditioned on audio and expression (Sec. 3.3, suppl. 8.4).
+"""Rendering JEAN's dynamic NeRF conditioned on audio and expression (Sec. 3.3, suppl. 8.4).
 
-* :class:`NerfMLP` / :class:`NerfModel` -- F_theta(e_in, d, x) -> (c, sigma), coarse + fine.
-* :class:`AudioConditioner` -- audio encoder (fine-tuned) + projection + attention smoothing.
-* :func:`render_rays`, :func:`render_image`, :class:`RayOps` -- hierarchical volume rendering
-  with the fused kernels of :mod:`jeancore.ops` or their pure-torch references.
-* :func:`train_nerf`, :class:`NerfTrainConfig`, :func:`preset_config` -- training
-  (``jean train``).
-* :func:`load_nerf_run` / :class:`NerfRun` -- a trained run, for rendering.
+* :class:`RayOps`, :class:`HierarchicalSampler`, :class:`RenderedRays`, :func:`render_image`
+  -- volume rendering with the fused kernels of :mod:`jeancore.ops` or their pure-torch
+  references (:mod:`jeancore.nerf.volume_rendering`), the parts every backbone shares.
+* :func:`load_nerf_run` / :class:`NerfRun` -- a trained run, for rendering
+  (:mod:`jeancore.nerf.run`).
+* :func:`load_nerf_data` / :class:`NerfData` -- a dataset at the training resolution
+  (:mod:`jeancore.nerf.data`).
 
-Documentation: docs/nerf.md.
+The networks (the AD-NeRF backbone, its field F_theta, the audio conditioner, the backbone
+seam) are in :mod:`jeancore.models`; training (``jean train``) is
+:func:`jeancore.train.train_nerf`. Documentation: docs/nerf.md.
 """
 
 from __future__ import annotations
 
-import importlib
+from .._lazy import lazy_names
 
-_LAZY = {"AudioConditioner": "conditioning", "smoothing_indices": "conditioning",
-         "encoded_dim": "encoding", "positional_encoding": "encoding",
-         "NerfMLP": "model", "NerfModel": "model",
-         "RayOps": "renderer", "render_image": "renderer", "render_rays": "renderer",
-         "NerfRun": "run", "load_nerf_run": "run",
-         "NerfTrainConfig": "train", "preset_config": "train", "read_nerf_checkpoint": "train",
-         "train_nerf": "train"}
+_LAZY = {"HierarchicalSampler": ".volume_rendering", "RayOps": ".volume_rendering",
+         "RenderedRays": ".volume_rendering", "render_image": ".volume_rendering",
+         "NerfRun": ".run", "load_nerf_run": ".run",
+         "NerfData": ".data", "load_nerf_data": ".data", "face_rects": ".data",
+         "pixel_grid": ".data"}
 
 __all__ = sorted(_LAZY)
 
-
-def __getattr__(name):
-    # imported on first use, so that `jean --help` (which imports jeancore.nerf.cli) does not
-    # load torch
-    if name in _LAZY:
-        return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+# imported on first use: importing jeancore.nerf loads no torch
+__getattr__, __dir__ = lazy_names(__name__, _LAZY)

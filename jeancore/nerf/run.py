@@ -15,10 +15,9 @@ import numpy as np
 import torch
 
 from ..errors import BadInputError, ConfigError
-from .conditioning import AudioConditioner
-from .model import NerfModel
-from .renderer import RayOps, render_image
-from .train import read_nerf_checkpoint
+from ..models.backbone import Backbone
+from ..models.conditioning import AudioConditioner
+from .volume_rendering import RayOps, render_image
 
 __all__ = ["NerfRun", "load_nerf_run"]
 
@@ -28,7 +27,8 @@ class NerfRun:
     """Networks and dataset constants of a trained NeRF (from :func:`load_nerf_run`).
 
     Attributes:
-        model: coarse and fine F_theta (:class:`~jeancore.nerf.NerfModel`), eval mode.
+        backbone: the NeRF backbone (:class:`~jeancore.models.backbone.Backbone`, e.g. the
+            AD-NeRF coarse and fine F_theta), eval mode.
         conditioner: fine-tuned audio encoder + projection + attention smoothing.
         expression: the frozen expression transformer.
         size: the dataset's image side (pixels); intrinsics: (fx, fy, cx, cy) at that size.
@@ -36,11 +36,11 @@ class NerfRun:
         background: uint8 [size, size, 3], the dataset's background image.
         dataset: the checkpoint's dataset record (root, fingerprint, n_frames, ...).
         config: the training settings (dict); step: training steps done.
-        n_coarse, n_fine: samples per ray used for rendering (the training values).
         device: where the networks are.
+        ray_ops: the ray-operation back end (fused kernels or the reference).
     """
 
-    model: NerfModel
+    backbone: Backbone
     conditioner: AudioConditioner
     expression: torch.nn.Module
     size: int
@@ -51,8 +51,6 @@ class NerfRun:
     dataset: dict
     config: dict
     step: int
-    n_coarse: int
-    n_fine: int
     device: torch.device
     ray_ops: RayOps = field(default_factory=RayOps)
 
@@ -126,8 +124,7 @@ class NerfRun:
     @torch.no_grad()
     def render_frames(self, camera_to_head, audio_windows, expression_codes, *,
                       size: int | None = None, background="white", chunk_rays: int = 16384,
-                      n_coarse: int | None = None, n_fine: int | None = None,
-                      as_float: bool = False) -> Iterator[np.ndarray]:
+                      as_float: bool = False, **sampling) -> Iterator[np.ndarray]:
         """Render a sequence, one frame at a time, ``chunk_rays`` rays per network pass.
 
         Args:
@@ -140,8 +137,9 @@ class NerfRun:
             background: ``"white"`` (JEAN's inference setting), ``"dataset"`` (the training
                 background) or a colour [3] / image [size, size, 3] (float in [0, 1] or uint8).
             chunk_rays: rays per pass (bounds memory).
-            n_coarse, n_fine: samples per ray (default: the training values).
             as_float: yield float32 RGB in [0, 1] instead of uint8 (no quantisation).
+            **sampling: the backbone's sampling settings (default: the training values),
+                e.g. AD-NeRF's ``n_coarse``, ``n_fine``.
 
         Yields:
             uint8 (or float32 with ``as_float``) [size, size, 3] RGB frames.
@@ -155,7 +153,7 @@ class NerfRun:
             expression_codes, torch.Tensor) else expression_codes, dtype=torch.float32)
         if c2w.dim() != 3 or c2w.shape[1:] not in ((4, 4), (3, 4)):
             raise BadInputError(f"camera_to_head must be [T, 4, 4], got {list(c2w.shape)}")
-        expr_dim = self.model.coarse.cond_dim - self.conditioner.code_dim
+        expr_dim = self.backbone.cond_dim - self.conditioner.code_dim
         if codes.dim() != 2 or codes.shape[1] != expr_dim:
             raise BadInputError(f"expression_codes must be [T, {expr_dim}], got "
                                 f"{list(codes.shape)}")
@@ -170,13 +168,11 @@ class NerfRun:
         intr = tuple(v * s for v in self.intrinsics)
         bg = self._background(background, size)
         cond = torch.cat([e_a, codes.to(self.device)], -1)
-        nc = self.n_coarse if n_coarse is None else int(n_coarse)
-        nf = self.n_fine if n_fine is None else int(n_fine)
         for t in range(len(c2w)):
-            img = render_image(self.model, c2w[t].to(self.device), intr, size, self.near,
-                               self.far, cond[t], bg, n_coarse=nc, n_fine=nf,
-                               chunk_rays=int(chunk_rays), ray_ops=self.ray_ops,
-                               amp=self.device.type == "cuda")
+            img = render_image(self.backbone, c2w[t].to(self.device), intr, size, self.near,
+                               self.far, cond[t], bg, chunk_rays=int(chunk_rays),
+                               ray_ops=self.ray_ops, amp=self.device.type == "cuda",
+                               **sampling)
             yield img.float().cpu().numpy() if as_float else \
                 (img * 255).round().byte().cpu().numpy()
 
@@ -192,50 +188,49 @@ class NerfRun:
 
 
 def load_nerf_run(run_dir, device="cpu", *, ops: str = "fused", **expected) -> NerfRun:
-    """Load a run of :func:`jeancore.nerf.train_nerf` (``run_dir/checkpoint.pt``) to render.
+    """Load a run of :func:`jeancore.train.train_nerf` (``run_dir/checkpoint.pt``) to render.
 
     Args:
-        run_dir: run directory or checkpoint file.
+        run_dir: run directory or checkpoint file (format version 2, or 1: written before the
+            backbone seam, loaded as the AD-NeRF backbone).
         device: torch device for the networks.
         ops: ``"fused"`` kernels or ``"reference"`` ops.
-        **expected: network widths the caller needs (keys of the MLP config, e.g.
+        **expected: backbone settings the caller needs (keys of the backbone's config, e.g.
             ``width=128``); other values raise ConfigError.
 
     Raises:
         FileNotFoundError: no checkpoint.
-        BadInputError: not a NeRF checkpoint, or weights that do not fit its stored widths.
-        ConfigError: widths other than ``expected``.
+        BadInputError: not a NeRF checkpoint, an unknown backbone, or weights that do not fit
+            its stored settings.
+        ConfigError: settings other than ``expected``.
     """
-    from ..models.audio import AudioEncoder  # noqa: F401 (conditioner config)
+    from ..checkpoints import check_expected, read_nerf_checkpoint
+    from ..models.backbone import BACKBONES, build_backbone
     from ..models.expression import ExpressionTransformer
 
     path = Path(run_dir)
     ckpt = read_nerf_checkpoint(path)
-    mlp = ckpt["mlp_config"]
-    unknown = set(expected) - set(mlp)
-    if unknown:
-        raise ConfigError(f"unknown NeRF settings {sorted(unknown)}; known: {sorted(mlp)}")
-    diff = {k: (mlp[k], v) for k, v in expected.items()
-            if (list(v) if isinstance(v, tuple) else v) != mlp[k]}
-    if diff:
-        raise ConfigError(f"{path} has other NeRF widths than expected: " + ", ".join(
-            f"{k}={have} (expected {want})" for k, (have, want) in diff.items()))
+    settings = ckpt["backbone_config"]
+    check_expected(settings, expected, path, "NeRF")
     ds = ckpt["dataset"]
     dev = torch.device(device)
     try:
-        model = NerfModel(mlp, ds["head_center"], ds["head_radius"])
-        model.load_state_dict(ckpt["model"])
+        backbone = build_backbone(ckpt["backbone"], settings, ckpt["cond_dim"],
+                                  ds["head_center"], ds["head_radius"])
+    except ConfigError as e:
+        raise BadInputError(f"{path}: {e} (known backbones: {sorted(BACKBONES)})") from e
+    try:
+        backbone.load_state_dict(ckpt["model"])
         cond = AudioConditioner.from_config(ckpt["conditioner_config"])
         cond.load_state_dict(ckpt["conditioner"])
         expr = ExpressionTransformer.from_config(ckpt["expression_config"])
         expr.load_state_dict(ckpt["expression"])
     except (RuntimeError, KeyError, TypeError) as e:
-        raise BadInputError(f"{path}: the stored weights do not fit the stored widths "
-                            f"{mlp}: {str(e).splitlines()[0]}") from e
-    tc = ckpt["train_config"]
-    return NerfRun(model=model.to(dev).eval(), conditioner=cond.to(dev).eval(),
+        raise BadInputError(f"{path}: the stored weights do not fit the stored settings "
+                            f"{settings}: {str(e).splitlines()[0]}") from e
+    return NerfRun(backbone=backbone.to(dev).eval(), conditioner=cond.to(dev).eval(),
                    expression=expr.eval(), size=int(ds["dataset_size"]),
                    intrinsics=tuple(float(v) for v in ds["intrinsics"]), near=float(ds["near"]),
                    far=float(ds["far"]), background=ds["background"].numpy(), dataset=ds,
-                   config=tc, step=int(ckpt["step"]), n_coarse=int(tc["n_coarse"]),
-                   n_fine=int(tc["n_fine"]), device=dev, ray_ops=RayOps(ops))
+                   config=ckpt["train_config"], step=int(ckpt["step"]), device=dev,
+                   ray_ops=RayOps(ops))

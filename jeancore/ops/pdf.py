@@ -7,11 +7,16 @@ import torch
 from ._checks import as_tensor
 from ._registry import OPS
 
-__all__ = ["sample_pdf", "merge_samples", "fine_samples"]
+__all__ = ["sample_pdf", "merge_samples", "fine_samples", "inverse_transform_uniforms"]
 
 
-def _uniforms(n_rays: int, n_samples: int, stratified: bool, generator, like: torch.Tensor):
-    """NeRF's u: linspace(0, 1, n) when deterministic; stratified u_k = (k + U_k) / n otherwise."""
+def inverse_transform_uniforms(n_rays: int, n_samples: int, stratified: bool, generator,
+                               like: torch.Tensor) -> torch.Tensor:
+    """The uniforms u of inverse transform sampling as :func:`sample_pdf` draws them (NeRF's
+    u): ``linspace(0, 1, n_samples)`` [n_samples] when not ``stratified``; otherwise
+    u_k = (k + U_k) / n_samples [n_rays, n_samples] with U from ``generator``. Same dtype and
+    device as ``like``; pass them to :func:`jeancore.ops.reference.sample_pdf_reference` to
+    reproduce the kernel's draws."""
     if not stratified:
         return torch.linspace(0.0, 1.0, n_samples, dtype=like.dtype, device=like.device)
     k = torch.arange(n_samples, dtype=like.dtype, device=like.device)
@@ -55,7 +60,7 @@ def sample_pdf(bins, weights, n_samples: int, *, stratified: bool = False,
     if not isinstance(n_samples, int) or isinstance(n_samples, bool) or n_samples < 1:
         raise ValueError(f"n_samples must be an int >= 1, got {n_samples!r}")
     n_rays = weights.shape[0] if weights.dim() >= 1 else 0
-    u = _uniforms(n_rays, n_samples, stratified, generator, weights)
+    u = inverse_transform_uniforms(n_rays, n_samples, stratified, generator, weights)
     return OPS.sample_pdf(bins, weights, u)
 
 

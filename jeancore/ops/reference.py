@@ -149,3 +149,15 @@ def dtw_reference(x, y, *, metric="euclidean", step_pattern="symmetric2", window
     if unbatched:
         distance, normalized = distance[0], normalized[0]
     return DTWResult(distance, normalized, paths)
+
+
+def fine_samples_reference(t_coarse, weights, u):
+    """NeRF's hierarchical sampling step (``jeancore.ops.fine_samples``) with the uniforms
+    ``u`` ([n] or [N, n], e.g. from ``jeancore.ops.pdf.inverse_transform_uniforms``) given:
+    bins at the midpoints of the coarse depths, the PDF of ``weights[:, 1:-1]``, the new depths
+    merged with the coarse ones. Returns t [N, S + n], sorted; no gradient flows (depths are
+    samples)."""
+    t_coarse, weights = t_coarse.detach(), weights.detach()
+    mids = 0.5 * (t_coarse[:, 1:] + t_coarse[:, :-1])
+    t_fine = sample_pdf_reference(mids, weights[:, 1:-1], u)
+    return torch.sort(torch.cat([t_coarse, t_fine], -1), -1).values

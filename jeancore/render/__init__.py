@@ -11,21 +11,13 @@ Names are imported on first use, so ``import jeancore.render`` loads neither tor
 
 from __future__ import annotations
 
-import importlib
+from .._lazy import lazy_names
 
 __all__ = ["ExpressionSource", "audio_windows", "expression_source", "head_poses", "fit_length",
            "evaluate_self", "evaluate_cross", "format_table"]
 
-_LAZY = {"ExpressionSource": "sources", "audio_windows": "sources",
-         "expression_source": "sources", "head_poses": "sources", "fit_length": "sources",
-         "evaluate_self": "evaluate", "evaluate_cross": "evaluate", "format_table": "evaluate"}
+_LAZY = {"ExpressionSource": ".sources", "audio_windows": ".sources",
+         "expression_source": ".sources", "head_poses": ".sources", "fit_length": ".sources",
+         "evaluate_self": ".evaluate", "evaluate_cross": ".evaluate", "format_table": ".evaluate"}
 
-
-def __getattr__(name):
-    if name in _LAZY:
-        return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def __dir__():
-    return sorted(list(globals()) + list(_LAZY))
+__getattr__, __dir__ = lazy_names(__name__, _LAZY)

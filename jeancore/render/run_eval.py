@@ -24,50 +24,9 @@ import numpy as np
 
 from ..errors import BadInputError
 
-__all__ = ["audio_lip_agreement", "evaluate_run"]
+__all__ = ["evaluate_run"]
 
 log = logging.getLogger("jeancore.render")
-
-
-def audio_lip_agreement(frames_landmarks, audio_windows, audio_model=None) -> dict:
-    """Audio-to-mouth retrieval between speech and the mouths of a frame sequence (our own
-    encoders' score, JEAN Sec. 3.1; not SyncNet).
-
-    Args:
-        frames_landmarks: float [T, 68, 2] iBUG-68 landmarks of the frames (NaN rows: no face;
-            they are left out).
-        audio_windows: float [T, window, D] the speech windows that drove the frames.
-        audio_model: a :class:`jeancore.train.audio.AudioModel`, a path, or None (the shipped
-            generic encoders).
-
-    Returns:
-        dict: ``top1``, ``top5``, ``chance_top1``, ``chance_top5``, ``n_candidates``,
-        ``frames`` (with a face); None values when fewer than 2 frames have a face.
-
-    Raises:
-        BadInputError: the windows do not fit the audio encoder, or lengths differ.
-    """
-    import torch
-
-    from ..metrics.audio import retrieval_accuracy
-    from ..models.audio import normalize_landmarks
-    from ..train.audio import AudioModel, load_audio_model
-
-    model = audio_model if isinstance(audio_model, AudioModel) else load_audio_model(audio_model)
-    pts = np.asarray(frames_landmarks, np.float32)
-    win = np.asarray(audio_windows, np.float32)
-    if len(pts) != len(win):
-        raise BadInputError(f"landmarks and audio windows must have one row per frame, got "
-                            f"{len(pts)} and {len(win)}")
-    ok = np.isfinite(pts).all(axis=(1, 2))
-    if ok.sum() < 2:
-        return {"top1": None, "top5": None, "frames": int(ok.sum())}
-    with torch.no_grad():
-        e_m = model.landmark_ae.encode(normalize_landmarks(pts[ok]))[1]
-        e_a = model.audio_encoder(torch.from_numpy(win[ok]))
-    out = retrieval_accuracy(e_a, e_m)
-    out["frames"] = int(ok.sum())
-    return out
 
 
 def _resize(frames: np.ndarray, size: int) -> np.ndarray:
@@ -112,8 +71,11 @@ def evaluate_run(run_dir, *, dataset=None, audio=None, expression=None, out=None
     from tqdm.auto import tqdm
 
     from .._io import save_json
+    from ..checkpoints import load_audio_model
     from ..data.dataset import TalkingHeadDataset
+    from ..metrics.audio import audio_lip_agreement
     from ..metrics.face import landmarks_of_frames
+    from ..models.audio_model import AudioModel
     from .evaluate import evaluate_cross, evaluate_self
     from .pipeline import FPS, resolve_dataset
     from .sources import audio_windows, expression_source, fit_length
@@ -157,8 +119,6 @@ def evaluate_run(run_dir, *, dataset=None, audio=None, expression=None, out=None
                   bg, "self-driven")
     gt = _resize(np.stack([val.head_image(int(j)) for j in idx]), side)
     gt_marks = val.landmarks[idx] * (side / val.size)
-    from ..train.audio import AudioModel, load_audio_model
-
     if not isinstance(audio_model, AudioModel):  # load once for the three scores
         audio_model = load_audio_model(audio_model)
     pred_marks = landmarks_of_frames(pred)

@@ -6,8 +6,11 @@ Training samples windows of omega consecutive aligned frames from every pair, dr
 expression swap of each window with probability delta, and minimises the L1 of Eq. 4 (plus a
 small END-token term, see :mod:`jeancore.models.expression`) with Adam.
 
-Outputs in ``out_dir``: ``checkpoint.pt`` (atomic, every ``checkpoint_every`` steps and at the
-end; loadable with ``torch.load(weights_only=True)``), TensorBoard scalars in ``tb/``.
+Outputs in ``out_dir``: ``checkpoint.pt`` (atomic, every ``checkpoint_every`` steps, at the
+end and on Ctrl-C; loadable with ``torch.load(weights_only=True)``; format
+``jeancore.expression_transformer``, :mod:`jeancore.checkpoints`), TensorBoard scalars in
+``tb/`` (the run skeleton :mod:`jeancore.train._run`). The trained model loads with
+:func:`jeancore.checkpoints.load_expression_model`.
 
 Exact resume: the window order of epoch e is a permutation drawn from ``(seed, e)``; swaps and
 dropout use the global torch RNG, whose state (with numpy's and Python's) is stored in the
@@ -29,21 +32,21 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .._assets import pretrained_path
-from .._io import atomic_path
-from ._common import check_ints, resolve_device, rng_state, set_rng_state
+from ..checkpoints import (EXPRESSION, EXPRESSION_CHECKPOINT_NAME, GENERIC, cpu_state,
+                           export_expression_model, load_expression_model, read_checkpoint,
+                           resolve_expression_path)
 from ..errors import BadInputError, ConfigError
 from ..models.expression import MODEL_CONFIG_KEYS, ExpressionTransformer, expression_loss
+from ._run import (TrainingRun, check_ints, check_unchanged, isolated_rng, resolve_device,
+                   rng_state, set_rng_state)
 
-__all__ = ["CHECKPOINT_FORMAT", "CHECKPOINT_NAME", "GENERIC", "ExpressionTrainConfig",
-           "evaluate_expression", "export_expression_model", "resolve_expression_path",
-           "load_expression_model", "train_expression"]
+# export_expression_model, load_expression_model and resolve_expression_path live in
+# jeancore.checkpoints (inference must not import training); re-exported here
+__all__ = ["CHECKPOINT_NAME", "GENERIC", "ExpressionTrainConfig", "evaluate_expression",
+           "export_expression_model", "load_expression_model", "resolve_expression_path",
+           "train_expression"]
 
-CHECKPOINT_NAME = "checkpoint.pt"
-GENERIC = "generic"  # name of the shipped generic model (load_expression_model(GENERIC))
-GENERIC_FILE = "expression_generic.pt"
-CHECKPOINT_FORMAT = "jeancore.expression_transformer"
-CHECKPOINT_VERSION = 1
+CHECKPOINT_NAME = EXPRESSION_CHECKPOINT_NAME
 
 # settings that fix the order of the training samples: a resume must keep them
 _ORDER_KEYS = ("window", "stride", "batch_size", "seed")
@@ -53,53 +56,61 @@ _ORDER_KEYS = ("window", "stride", "batch_size", "seed")
 class ExpressionTrainConfig:
     """Settings of :func:`train_expression` (paper values where the paper gives them).
 
-    Optimisation: ``epochs`` (20), ``batch_size`` windows per step (256), Adam with ``lr``
-    (1e-3: the paper uses Adam "with default parameters") and ``weight_decay`` (1e-5);
-    ``swap_prob`` delta (0.8); ``end_weight`` weight of the END-token BCE next to Eq. 4's L1;
-    ``max_steps`` stops early after that many steps in all (None: ``epochs`` full epochs).
-
-    Windows: ``window`` omega (8) frames, starting every ``stride`` frames of each aligned
-    pair (the last window of a pair always ends at its last frame; a pair shorter than
-    omega gives one window padded at the end).
-
-    Model widths (:class:`~jeancore.models.ExpressionTransformer`): ``in_dim`` (None: the
-    feature width of the data), ``hidden``, ``d_model``, ``n_layers``, ``n_heads``,
-    ``ff_dim``, ``dropout``, ``lip_dim``.
-
-    Start: ``init`` -- None (random weights), or weights to fine-tune from: ``"generic"``
-    (the model shipped with jeancore, trained on MEAD M030 + W011) or a checkpoint / run
-    directory; the model then takes that checkpoint's widths (the width settings above are
-    ignored) and its ``in_dim`` must match the data.
-
-    Bookkeeping: ``seed``; ``device`` ("auto": CUDA when available, else CPU; or a torch
-    device string); ``log_every`` steps between TensorBoard train scalars;
-    ``checkpoint_every`` steps between checkpoints; ``eval_batch_size`` windows per
-    validation pass.
+    Windows of ``window`` aligned frames start every ``stride`` frames of each pair (the last
+    window of a pair always ends at its last frame; a pair shorter than omega gives one
+    window padded at the end). The widths are those of
+    :class:`~jeancore.models.ExpressionTransformer`; with ``init`` the model takes the
+    checkpoint's widths instead (the width settings are ignored) and its ``in_dim`` must
+    match the data.
     """
 
     epochs: int = 20
+    """Training epochs (every window once per epoch)."""
     batch_size: int = 256
+    """Windows per step."""
     lr: float = 1e-3
+    """Adam learning rate (the paper: Adam "with default parameters")."""
     weight_decay: float = 1e-5
+    """Adam weight decay."""
     swap_prob: float = 0.8
+    """delta: probability of exchanging the expression codes of A and B (Eq. 4)."""
     end_weight: float = 0.1
+    """Weight of the END-token BCE next to Eq. 4's L1."""
     max_steps: int | None = None
+    """Stop after this many steps in all (None: epochs full epochs)."""
     window: int = 8
+    """omega: frames per window."""
     stride: int = 1
+    """Frames between the starts of consecutive windows of a pair."""
     in_dim: int | None = None
+    """Width of the emotion features (None: the data's)."""
     hidden: int = 512
+    """Width of the input / output MLPs."""
     d_model: int = 128
+    """Transformer width (e_l and e_e together)."""
     n_layers: int = 3
+    """Encoder and decoder layers."""
     n_heads: int = 8
+    """Attention heads."""
     ff_dim: int = 2048
+    """Transformer feed-forward width."""
     dropout: float = 0.2
+    """Dropout of the transformer layers."""
     lip_dim: int = 64
+    """Width of the lip-motion code e_l (e_e gets d_model - lip_dim)."""
     init: str | None = None
+    """Weights to fine-tune from: None (random), 'generic' (the shipped model, trained on MEAD
+    M030 + W011) or a checkpoint / run directory."""
     seed: int = 0
+    """Seed of the initialisation, the window order, the swaps and the dropout."""
     device: str = "auto"
+    """Torch device ('auto': CUDA when available, else CPU)."""
     log_every: int = 10
+    """Steps between TensorBoard training scalars."""
     checkpoint_every: int = 200
+    """Steps between checkpoints (also at the end and on Ctrl-C)."""
     eval_batch_size: int = 1024
+    """Windows per validation pass."""
 
     def validate(self) -> None:
         """Raises ConfigError for out-of-range settings (widths are checked by the model)."""
@@ -257,113 +268,6 @@ def evaluate_expression(model: ExpressionTransformer, pairs, *, window: int | No
 
 
 # ---------------------------------------------------------------------------------------------
-# checkpoints
-# ---------------------------------------------------------------------------------------------
-
-def _read_checkpoint(path) -> dict:
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"no expression-transformer checkpoint at {path}")
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # any unreadable file is a bad input
-        raise BadInputError(f"{path} is not a readable expression-transformer checkpoint "
-                            f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})"
-                            ) from e
-    if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
-        raise BadInputError(f"{path} is not an expression-transformer checkpoint (written by "
-                            f"jeancore.train.train_expression)")
-    if ckpt.get("version") != CHECKPOINT_VERSION:
-        raise BadInputError(f"{path}: unsupported checkpoint version {ckpt.get('version')!r}")
-    return ckpt
-
-
-def _model_from_checkpoint(ckpt: dict, path) -> ExpressionTransformer:
-    cfg = ckpt.get("model_config")
-    if not isinstance(cfg, dict) or set(cfg) != set(MODEL_CONFIG_KEYS):
-        raise BadInputError(f"{path}: checkpoint has no valid model_config")
-    model = ExpressionTransformer.from_config(cfg)
-    try:
-        model.load_state_dict(ckpt["model"])
-    except (RuntimeError, KeyError) as e:
-        raise BadInputError(f"{path}: the stored weights do not fit the stored model widths "
-                            f"{cfg}: {str(e).splitlines()[0]}") from e
-    return model
-
-
-def load_expression_model(path=None, *, device="cpu", **expected) -> ExpressionTransformer:
-    """The trained :class:`ExpressionTransformer` of a checkpoint, in eval mode.
-
-    Args:
-        path: ``checkpoint.pt`` written by :func:`train_expression` (or its ``out_dir``), a
-            file written by :func:`export_expression_model`, or None / ``"generic"``: the
-            generic model shipped with jeancore (trained on the MEAD clips of M030 and W011;
-            the paper trains one per identity -- fine-tune it with ``init="generic"`` when the
-            identity has emotion pairs; see ``jeancore/pretrained/README.md``).
-        device: where to put the model.
-        **expected: widths the caller needs (e.g. ``in_dim=128, lip_dim=64``); a checkpoint
-            with other values raises ConfigError.
-
-    Raises:
-        FileNotFoundError: no such file.
-        BadInputError: not an expression-transformer checkpoint, or weights that do not fit
-            its stored widths.
-        ConfigError: unknown keys in ``expected``, or widths other than ``expected``.
-    """
-    path = resolve_expression_path(path)
-    unknown = set(expected) - set(MODEL_CONFIG_KEYS)
-    if unknown:
-        raise ConfigError(f"unknown model settings {sorted(unknown)}; known: "
-                          f"{list(MODEL_CONFIG_KEYS)}")
-    ckpt = _read_checkpoint(path)
-    model = _model_from_checkpoint(ckpt, path)
-    cfg = model.config()
-    diff = {k: (cfg[k], v) for k, v in expected.items() if cfg[k] != v}
-    if diff:
-        raise ConfigError(f"{path} has other model widths than expected: " + ", ".join(
-            f"{k}={have} (expected {want})" for k, (have, want) in diff.items()))
-    return model.to(device).eval()
-
-
-def resolve_expression_path(path=None) -> Path:
-    """The checkpoint file meant by ``path``: None / ``"generic"`` -> the shipped generic
-    model; a run directory -> its ``checkpoint.pt``; a file -> itself."""
-    if path is None or str(path) == GENERIC:
-        return pretrained_path(GENERIC_FILE)
-    path = Path(path)
-    return path / CHECKPOINT_NAME if path.is_dir() else path
-
-
-def export_expression_model(path, dst, *, half: bool = True, provenance: dict | None = None
-                            ) -> Path:
-    """Writes the weights of a trained model without the training state (optimizer, RNG):
-    a small file for shipping or sharing, loadable by :func:`load_expression_model`.
-
-    Args:
-        path: a checkpoint or run directory (as :func:`load_expression_model`).
-        dst: output file (written atomically).
-        half: store the weights as float16 (half the size; loading converts back to
-            float32; the codes change by about 1e-3 relative).
-        provenance: free-form facts stored with the weights (training data, metrics).
-
-    Raises:
-        as :func:`load_expression_model`.
-    """
-    model = load_expression_model(path)
-    dtype = torch.float16 if half else torch.float32
-    state = {"format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION,
-             "model_config": model.config(),
-             "model": {k: v.detach().to(dtype) if v.is_floating_point() else v
-                       for k, v in model.state_dict().items()},
-             "provenance": provenance or {}}
-    dst = Path(dst)
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(dst) as tmp:
-        torch.save(state, tmp)
-    return dst
-
-
-# ---------------------------------------------------------------------------------------------
 # training
 # ---------------------------------------------------------------------------------------------
 
@@ -420,34 +324,18 @@ def train_expression(pairs, out_dir, config: ExpressionTrainConfig | None = None
             raise BadInputError(f"init model {config.init!r} takes {model_cfg['in_dim']}-d "
                                 f"features, the pairs have {train_w.dim}-d ones")
         init_state = init.state_dict()
-    ckpt = _read_checkpoint(ckpt_path) if resume else None  # before touching any state
+    ckpt = read_checkpoint(ckpt_path, EXPRESSION) if resume else None  # before any state
     if ckpt is not None:
         _check_resume(ckpt, ckpt_path, model_cfg, config, train_w)
-
-    caller_np, caller_py = np.random.get_state(), random.getstate()
-    fork_devices = [device] if device.type == "cuda" else []
-    try:
-        with torch.random.fork_rng(devices=fork_devices):
-            return _train(config, device, out_dir, ckpt_path, train_w, val_w, model_cfg, ckpt,
-                          progress, init_state)
-    finally:
-        np.random.set_state(caller_np)
-        random.setstate(caller_py)
+    with isolated_rng(device):
+        return _train(config, device, out_dir, ckpt_path, train_w, val_w, model_cfg, ckpt,
+                      progress, init_state)
 
 
 def _check_resume(ckpt, path, model_cfg, config, train_w) -> None:
-    have = ckpt.get("model_config", {})
-    diff = [f"{k}={have.get(k)!r} (now {v!r})" for k, v in model_cfg.items()
-            if have.get(k) != v]
-    if diff:
-        raise ConfigError(f"cannot resume from {path}: it has other model widths: "
-                          + ", ".join(diff))
-    old = ckpt.get("train_config", {})
-    diff = [f"{k}={old.get(k)!r} (now {getattr(config, k)!r})" for k in _ORDER_KEYS
-            if old.get(k) != getattr(config, k)]
-    if diff:
-        raise ConfigError(f"cannot resume from {path} with other sample-order settings: "
-                          + ", ".join(diff))
+    check_unchanged(path, "model widths", ckpt.get("model_config", {}), model_cfg)
+    check_unchanged(path, "sample-order settings", ckpt.get("train_config", {}),
+                    {k: getattr(config, k) for k in _ORDER_KEYS})
     if ckpt.get("n_windows") != len(train_w):
         raise BadInputError(f"cannot resume from {path}: it was trained on "
                             f"{ckpt.get('n_windows')} windows, these pairs give "
@@ -460,9 +348,6 @@ def _check_resume(ckpt, path, model_cfg, config, train_w) -> None:
 
 def _train(config, device, out_dir, ckpt_path, train_w, val_w, model_cfg, ckpt, progress,
            init_state=None):
-    from torch.utils.tensorboard import SummaryWriter
-    from tqdm.auto import tqdm
-
     n_win = len(train_w)
     spe = math.ceil(n_win / config.batch_size)
     total = config.epochs * spe
@@ -492,80 +377,70 @@ def _train(config, device, out_dir, ckpt_path, train_w, val_w, model_cfg, ckpt, 
     if val_w is not None:
         val_w.to(device)
 
+    def state():
+        return {"model_config": model.config(), "model": cpu_state(model),
+                "optimizer": opt.state_dict(), "step": step, "epoch": step // spe,
+                "steps_per_epoch": spe, "n_windows": n_win,
+                "data_fingerprint": train_w.fingerprint,
+                "train_config": dataclasses.asdict(config), "rng": rng_state(device),
+                "epoch_l1": [epoch_sum, epoch_count], "metrics": dict(last_metrics)}
+
+    def validate():
+        val = _evaluate(model, val_w, config.eval_batch_size)  # no RNG used
+        last_metrics.update(val_l1=val["l1"], val_l1_swap=val["l1_swap"])
+        return val
+
     out_dir.mkdir(parents=True, exist_ok=True)
-    # purge_step hides events of a killed run logged after the checkpoint (or all old events
-    # of a fresh run in the same folder)
-    writer = SummaryWriter(str(out_dir / "tb"), purge_step=step + 1 if ckpt is not None else 0)
-
-    def save():
-        state = {"format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION,
-                 "model_config": model.config(),
-                 "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
-                 "optimizer": opt.state_dict(), "step": step, "epoch": step // spe,
-                 "steps_per_epoch": spe, "n_windows": n_win,
-                 "data_fingerprint": train_w.fingerprint,
-                 "train_config": dataclasses.asdict(config), "rng": rng_state(device),
-                 "epoch_l1": [epoch_sum, epoch_count], "metrics": dict(last_metrics)}
-        with atomic_path(ckpt_path) as tmp:
-            torch.save(state, tmp)
-
     history = []
-    log_acc = {"l1": 0.0, "end": 0.0, "total": 0.0, "n": 0}
+    log_acc: dict = {}
     perm_epoch, perm = -1, None
     model.train()
-    bar = tqdm(total=total, initial=min(step, total), disable=not progress, unit="step",
-               desc="expression transformer", dynamic_ncols=True)
-    try:
+    with TrainingRun(ckpt_path, EXPRESSION, state, step=step, total=total,
+                     resumed=ckpt is not None, desc="expression transformer",
+                     progress=progress, log_dir=out_dir / "tb") as run:
         while step < total:
             epoch, k = divmod(step, spe)
-            if epoch != perm_epoch:
-                perm = torch.from_numpy(np.random.default_rng(
-                    [config.seed, epoch]).permutation(n_win))
-                perm_epoch = epoch
-                if k == 0:
-                    epoch_sum, epoch_count = 0.0, 0
-            idx = perm[k * config.batch_size:(k + 1) * config.batch_size]
-            xa, xb, pm = train_w.batch(idx)
-            swap = (torch.rand(idx.shape[0]) < config.swap_prob).to(device)
-            losses = expression_loss(model(xa, xb, pm, swap), pm, config.end_weight)
-            opt.zero_grad(set_to_none=True)
-            losses["total"].backward()
-            opt.step()
-            step += 1
-            l1, end, tot = (float(losses[key].detach()) for key in ("l1", "end", "total"))
-            if not math.isfinite(tot):
-                raise FloatingPointError(f"non-finite loss at step {step}; lower the "
-                                         f"learning rate or check the features")
-            history.append((step, l1, tot))
-            epoch_sum, epoch_count = epoch_sum + l1, epoch_count + 1
+            with run.step():
+                if epoch != perm_epoch:
+                    perm = torch.from_numpy(np.random.default_rng(
+                        [config.seed, epoch]).permutation(n_win))
+                    perm_epoch = epoch
+                    if k == 0:
+                        epoch_sum, epoch_count = 0.0, 0
+                idx = perm[k * config.batch_size:(k + 1) * config.batch_size]
+                xa, xb, pm = train_w.batch(idx)
+                swap = (torch.rand(idx.shape[0]) < config.swap_prob).to(device)
+                losses = expression_loss(model(xa, xb, pm, swap), pm, config.end_weight)
+                opt.zero_grad(set_to_none=True)
+                losses["total"].backward()
+                opt.step()
+                step += 1
+                l1, end, tot = (float(losses[key].detach()) for key in ("l1", "end", "total"))
+                if not math.isfinite(tot):
+                    raise FloatingPointError(f"non-finite loss at step {step}; lower the "
+                                             f"learning rate or check the features")
+                history.append((step, l1, tot))
+                epoch_sum, epoch_count = epoch_sum + l1, epoch_count + 1
+                last_metrics.update(train_l1=epoch_sum / epoch_count, loss=tot)
             for key, v in (("l1", l1), ("end", end), ("total", tot)):
-                log_acc[key] += v
-            log_acc["n"] += 1
+                log_acc[key] = log_acc.get(key, 0.0) + v
+            log_acc["n"] = log_acc.get("n", 0) + 1
             if step % config.log_every == 0 or step == total:
                 n = log_acc.pop("n")
-                for key, v in log_acc.items():
-                    writer.add_scalar(f"train/{key}", v / n, step)
-                log_acc = {"l1": 0.0, "end": 0.0, "total": 0.0, "n": 0}
-            last_metrics.update(train_l1=epoch_sum / epoch_count, loss=tot)
+                run.scalars({key: v / n for key, v in log_acc.items()}, step, "train/")
+                log_acc = {}
             if k + 1 == spe:  # end of an epoch
-                writer.add_scalar("train/epoch_l1", epoch_sum / epoch_count, step)
+                run.scalars({"epoch_l1": epoch_sum / epoch_count}, step, "train/")
             if val_w is not None and (k + 1 == spe or step == total):
-                val = _evaluate(model, val_w, config.eval_batch_size)  # no RNG used
-                last_metrics.update(val_l1=val["l1"], val_l1_swap=val["l1_swap"])
-                writer.add_scalar("val/l1", val["l1"], step)
-                writer.add_scalar("val/l1_swap", val["l1_swap"], step)
-            bar.update(1)
-            bar.set_postfix(l1=f"{l1:.4f}", epoch=epoch + 1)
+                run.scalars(validate(), step, "val/")
+            run.advance(step, l1=f"{l1:.4f}", epoch=epoch + 1)
+            run.check_interrupt()
             if step % config.checkpoint_every == 0 or step == total:
-                save()
+                run.save()
         if val_w is not None and "val_l1" not in last_metrics:  # no step taken in this call
-            val = _evaluate(model, val_w, config.eval_batch_size)
-            last_metrics.update(val_l1=val["l1"], val_l1_swap=val["l1_swap"])
+            validate()
         if ckpt is None and step == 0:
-            save()  # max_steps=0: still leave a loadable (untrained) checkpoint
-    finally:
-        bar.close()
-        writer.close()
+            run.save()  # max_steps=0: still leave a loadable (untrained) checkpoint
     result = {"step": step, "epoch": step / spe, "n_windows": n_win, "steps_per_epoch": spe,
               "history": history, "checkpoint": str(ckpt_path)}
     result.update(last_metrics)

@@ -127,11 +127,11 @@ def _run_train(args) -> int:
 def _run_evaluate(args) -> int:
     import json
 
-    from .audio import evaluate_audio, load_audio_model
+    from .audio import evaluate_audio, load_audio_datasets, load_audio_model
 
     model = load_audio_model(args.run, device=args.device)
-    res = evaluate_audio(model, args.datasets, split=args.split, n_candidates=args.candidates,
-                         trials=args.trials, seed=args.seed)
+    res = evaluate_audio(model, load_audio_datasets(args.datasets), split=args.split,
+                         n_candidates=args.candidates, trials=args.trials, seed=args.seed)
     print(json.dumps(res, indent=1))
     return 0
 

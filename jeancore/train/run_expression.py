@@ -19,7 +19,7 @@ from ..errors import BadInputError
 from ..data.pairs import (EmotionPair, align_pair, emotion_sequence, find_mead_clips,
                           find_pairs, read_pair_list)
 
-__all__ = ["collect_pairs", "clip_codes", "run_train_expression", "separability"]
+__all__ = ["collect_pairs", "run_train_expression"]
 
 
 def collect_pairs(sources, *, identity: str | None = None, reference: str | None = None,
@@ -55,18 +55,6 @@ def collect_pairs(sources, *, identity: str | None = None, reference: str | None
     return pairs
 
 
-def clip_codes(model, clips, cache_dir) -> list[tuple]:
-    """Per-frame codes of each clip: ``[(clip, features [T, D], e_l [T, lip_dim],
-    e_e [T, expr_dim])]``, emotion features from :func:`emotion_sequence` (cached in
-    ``cache_dir``), codes from ``model.frame_codes`` (inference windows, no DTW)."""
-    out = []
-    for clip in clips:
-        feats = emotion_sequence(clip.path, cache_dir=cache_dir)["features"]
-        e_l, e_e = model.frame_codes(feats)
-        out.append((clip, feats, e_l, e_e))
-    return out
-
-
 def run_train_expression(sources, out, *, identity: str | None = None,
                          reference: str | None = None, emotions=None,
                          val_emotion: str | None = None, config=None, resume: bool = False,
@@ -92,9 +80,9 @@ def run_train_expression(sources, out, *, identity: str | None = None,
     """
     from tqdm.auto import tqdm
 
-    from ..metrics import copy_previous_l1, mean_feature_l1
-    from .expression import (ExpressionTrainConfig, evaluate_expression,
-                             load_expression_model, train_expression)
+    from ..checkpoints import load_expression_model
+    from ..metrics import copy_previous_l1, mean_feature_l1, separability
+    from .expression import ExpressionTrainConfig, evaluate_expression, train_expression
 
     out = Path(out)
     config = config or ExpressionTrainConfig()
@@ -145,33 +133,3 @@ def run_train_expression(sources, out, *, identity: str | None = None,
     metrics.update(separability(model, [clips[p] for p in sorted(clips)], out / "features"))
     save_json(out / "metrics.json", metrics)
     return metrics
-
-
-def separability(model, clips, cache_dir) -> dict:
-    """How well a linear classifier tells the clips' emotions apart from e_e, from e_l and
-    from the input emotion features (every frame labelled by its clip's emotion), three ways:
-
-    * ``separability_e_*``: 5-fold cross-validation over frames (frames of one clip can be
-      on both sides, so it is optimistic);
-    * ``separability_e_*_time_split``: trained on the first half of every clip, tested on
-      the second halves;
-    * ``separability_e_*_heldout_identity`` (with 2+ identities): trained on the other
-      speakers' clips, tested on each speaker's own (leave-one-speaker-out).
-    """
-    from ..metrics import linear_separability
-
-    codes = clip_codes(model, clips, cache_dir)
-    labels = np.array([c.emotion for c, feats, _, _ in codes for _ in range(len(feats))])
-    out = {}
-    if len(set(labels)) < 2:
-        return out
-    halves = np.concatenate([np.arange(len(f)) >= len(f) // 2 for _, f, _, _ in codes])
-    speakers = np.array([c.identity for c, feats, _, _ in codes for _ in range(len(feats))])
-    for name, k in (("input", 1), ("e_l", 2), ("e_e", 3)):
-        x = np.concatenate([c[k] for c in codes])
-        out[f"separability_{name}"] = linear_separability(x, labels)
-        out[f"separability_{name}_time_split"] = linear_separability(x, labels, groups=halves)
-        if len(set(speakers)) >= 2:
-            out[f"separability_{name}_heldout_identity"] = linear_separability(
-                x, labels, groups=speakers)
-    return out

@@ -46,7 +46,7 @@ def register(sub) -> None:
 
 
 def _run(args) -> int:
-    from .train import preset_config, train_nerf
+    from .nerf import preset_config, train_nerf
 
     over = {"ops": args.ops, "seed": args.seed,
             "random_background": not args.fixed_background}

@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from ..errors import BadInputError, ConfigError
-from ..models.audio import AudioAttention, AudioEncoder
+from .audio import AudioAttention, AudioEncoder
 
 __all__ = ["AudioConditioner", "smoothing_indices"]
 

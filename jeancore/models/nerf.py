@@ -1,4 +1,5 @@
-"""The implicit function F_theta of JEAN's dynamic NeRF (Sec. 3.3, Eq. 5; suppl. 8.4.2).
+"""The AD-NeRF field: the implicit function F_theta of JEAN's dynamic NeRF (Sec. 3.3, Eq. 5;
+suppl. 8.4.2). The AD-NeRF backbone (:mod:`jeancore.models.adnerf`) uses two of them.
 
 F_theta(e_in, d, x) -> (c, sigma): AD-NeRF's ``FaceNeRF`` MLP (Guo et al. 2021), which is
 NeRF's MLP with the condition vector concatenated to the encoded point:
@@ -18,7 +19,7 @@ activation (AD-NeRF); with ``"softplus"`` (default) it returns softplus(raw - 1)
 (mip-NeRF), so the ReLU does nothing and a negative raw density still gets a gradient (the
 ReLU version can die: all densities negative, no gradient, a render of pure background).
 Optional Gaussian noise on the density during training (NeRF's ``raw_noise_std``) is added
-by the renderer, before compositing's ReLU.
+by the backbone, before compositing's ReLU.
 
 The condition e_in is the same for every sample of a ray (and, in training, for every ray of
 the frame): the layers that read it are evaluated as ``W_x gamma(x) + (W_e e_in + b)``, with
@@ -33,19 +34,14 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import BadInputError, ConfigError
+from ._checks import check_int, known_settings
 from .encoding import encoded_dim, positional_encoding
 
-__all__ = ["MLP_CONFIG_KEYS", "NerfMLP", "NerfModel"]
+__all__ = ["DENSITY_ACTIVATIONS", "MLP_CONFIG_KEYS", "NerfMLP"]
 
 MLP_CONFIG_KEYS = ("cond_dim", "depth", "width", "skips", "pos_freqs", "dir_freqs",
                    "density_activation")
 DENSITY_ACTIVATIONS = ("softplus", "relu")
-
-
-def _int(name, v, lo=1):
-    if isinstance(v, bool) or int(v) != v or v < lo:
-        raise ConfigError(f"{name} must be an integer >= {lo}, got {v!r}")
-    return int(v)
 
 
 class NerfMLP(nn.Module):
@@ -75,12 +71,12 @@ class NerfMLP(nn.Module):
             raise ConfigError(f"density_activation must be one of {DENSITY_ACTIVATIONS}, got "
                               f"{density_activation!r}")
         self.density_activation = density_activation
-        self.cond_dim = _int("cond_dim", cond_dim, 0)
-        self.depth = _int("depth", depth)
-        self.width = _int("width", width)
-        self.pos_freqs = _int("pos_freqs", pos_freqs, 0)
-        self.dir_freqs = _int("dir_freqs", dir_freqs, 0)
-        self.skips = tuple(sorted(_int("skip", s, 0) for s in skips))
+        self.cond_dim = check_int("cond_dim", cond_dim, 0)
+        self.depth = check_int("depth", depth)
+        self.width = check_int("width", width)
+        self.pos_freqs = check_int("pos_freqs", pos_freqs, 0)
+        self.dir_freqs = check_int("dir_freqs", dir_freqs, 0)
+        self.skips = tuple(sorted(check_int("skip", s, 0) for s in skips))
         if any(s > self.depth - 2 for s in self.skips):
             raise ConfigError(f"skips must be layers 0 .. depth - 2 = {self.depth - 2}, got "
                               f"{self.skips}")
@@ -104,10 +100,7 @@ class NerfMLP(nn.Module):
     @classmethod
     def from_config(cls, config: dict) -> NerfMLP:
         """A new MLP from :meth:`config`'s dict (unknown keys raise ConfigError)."""
-        extra = set(config) - set(MLP_CONFIG_KEYS)
-        if extra:
-            raise ConfigError(f"unknown NeRF MLP settings: {sorted(extra)}")
-        return cls(**config)
+        return cls(**known_settings(config, MLP_CONFIG_KEYS, "NeRF MLP"))
 
     def _cond_term(self, layer: nn.Linear, cond, lead: int) -> torch.Tensor:
         """W_e e_in + b for a layer whose input is [gamma(x), e_in, (h)]: [N, 1, W] or [W]."""
@@ -124,7 +117,7 @@ class NerfMLP(nn.Module):
 
         Args:
             points: sample positions float [N, S, 3] in the normalised head space (the
-                renderer maps the head sphere to the unit sphere).
+                backbone maps the head sphere to the unit sphere).
             dirs: unit viewing directions of the rays, float [N, 3] (canonical head space).
             cond: e_in, float [N, cond_dim] (one per ray) or [cond_dim] (one for all rays);
                 None when cond_dim is 0.
@@ -168,34 +161,3 @@ class NerfMLP(nn.Module):
                                                           self.view.bias)[:, None, :]
         rgb = torch.sigmoid(self.rgb(F.relu(v)))
         return rgb, sigma
-
-
-class NerfModel(nn.Module):
-    """Coarse and fine F_theta (NeRF's hierarchical sampling) and the head-space box.
-
-    Points in the canonical head space (decimetres) are mapped to the unit sphere before the
-    positional encoding: x_n = (x - center) / radius, with the head sphere of the 3DMM tracking
-    (``tracking.npz`` ``head_center`` / ``head_radius``), so that the highest encoding
-    frequency (2^9) resolves about radius / 2^9 (0.3 mm for a 1.5 dm head sphere).
-
-    Args:
-        mlp: keyword arguments of :class:`NerfMLP` (shared by both networks).
-        center: float [3] head-sphere centre (decimetres). radius: its radius (decimetres).
-    """
-
-    def __init__(self, mlp: dict | None = None, center=(0.0, 0.0, 0.0), radius: float = 1.0):
-        super().__init__()
-        mlp = dict(mlp or {})
-        self.coarse = NerfMLP(**mlp)
-        self.fine = NerfMLP(**mlp)
-        self.register_buffer("center", torch.as_tensor(center, dtype=torch.float32).reshape(3))
-        self.register_buffer("radius", torch.tensor(float(radius), dtype=torch.float32))
-        if not float(radius) > 0:
-            raise ConfigError(f"radius must be > 0, got {radius!r}")
-
-    def config(self) -> dict:
-        return self.coarse.config()
-
-    def normalize(self, points: torch.Tensor) -> torch.Tensor:
-        """Head space (decimetres) -> unit head sphere: (x - center) / radius."""
-        return (points - self.center.to(points.dtype)) / self.radius.to(points.dtype)
