@@ -12,6 +12,9 @@
   :mod:`jeancore.models.backbone`); the AD-NeRF backbone (:class:`AdNerfBackbone`,
   :class:`AdNerfConfig`, :mod:`jeancore.models.adnerf`) and its field F_theta
   (:class:`NerfMLP`, :mod:`jeancore.models.nerf`, with :func:`positional_encoding`).
+* :class:`MiniXception` -- the pretrained emotion CNN whose pooled features are the expression
+  transformer's input (:mod:`jeancore.models.emotion_cnn`; loaded and run by
+  :mod:`jeancore.data.emotion`).
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ _LAZY = {
     "BACKBONES": ".backbone", "Backbone": ".backbone", "StepContext": ".backbone",
     "build_backbone": ".backbone", "register_backbone": ".backbone",
     "AdNerfBackbone": ".adnerf", "AdNerfConfig": ".adnerf",
+    "MiniXception": ".emotion_cnn",
 }
 
 __all__ = sorted(_LAZY)
