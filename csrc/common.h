@@ -3,18 +3,22 @@
 // written once and used by both the CPU loops and the CUDA kernels.
 #pragma once
 
+#include <ATen/Parallel.h>
 #include <ATen/core/Tensor.h>
 #include <c10/util/Exception.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cstdint>
 #include <initializer_list>
 #include <string>
 
 #if defined(__CUDACC__)
 #define JC_HD __host__ __device__ __forceinline__
+#define JC_UNROLL _Pragma("unroll")
 #else
 #define JC_HD inline
+#define JC_UNROLL _Pragma("GCC unroll 8")
 #endif
 
 namespace jeancore {
@@ -22,10 +26,45 @@ namespace jeancore {
 // Largest delta used for the last sample of a ray (NeRF / AD-NeRF: 1e10).
 constexpr double kLastDelta = 1e10;
 
-// Rays per at::parallel_for task for per-ray work of `work_per_ray` samples: about 4096
-// samples per task, enough to amortise scheduling.
-inline int64_t rays_per_task(int64_t work_per_ray) {
-  return std::max<int64_t>(1, 4096 / std::max<int64_t>(work_per_ray, 1));
+// Runs f(begin, end) over consecutive chunks of [0, n) of `chunk` items each (the last one
+// shorter), on torch's intra-op threads (at::parallel_for; torch.set_num_threads applies).
+// The chunks are claimed one at a time from a shared counter instead of being split into one
+// fixed share per thread: when another process keeps a core busy, the thread that runs there
+// claims fewer chunks and the others take the rest, so a call never waits for a stalled
+// thread's whole share; with every core busy it still progresses at the rate of the CPU time it
+// gets. (A fixed split made the 2-thread DTW 1.5x slower than one thread while one other
+// process kept a core busy; see docs/benchmarks.md.) One thread, or a call from inside another
+// parallel region, runs the chunks in order on the calling thread. Each f call must only write
+// what its own items own: the chunk -> thread assignment varies from call to call.
+template <typename F>
+inline void parallel_chunks(int64_t n, int64_t chunk, const F& f) {
+  if (n <= 0) return;
+  chunk = std::max<int64_t>(chunk, 1);
+  const int64_t n_chunks = (n + chunk - 1) / chunk;
+  const int64_t threads = std::min<int64_t>(at::get_num_threads(), n_chunks);
+  if (threads <= 1 || at::in_parallel_region()) {
+    for (int64_t c = 0; c < n_chunks; ++c) f(c * chunk, std::min(n, (c + 1) * chunk));
+    return;
+  }
+  std::atomic<int64_t> next{0};
+  at::parallel_for(0, threads, 1, [&](int64_t, int64_t) {
+    for (int64_t c = next.fetch_add(1, std::memory_order_relaxed); c < n_chunks;
+         c = next.fetch_add(1, std::memory_order_relaxed)) {
+      f(c * chunk, std::min(n, (c + 1) * chunk));
+    }
+  });
+}
+
+// Items per chunk of parallel_chunks for `n` items of `work_per_item` elementary steps (a
+// sample, a cell) each: about 4096 steps per chunk (a few microseconds), fewer when that
+// leaves less than 8 chunks per thread (so the dynamic claiming can balance the load), but
+// never under 2048 steps (a call with less work than that runs on the calling thread).
+inline int64_t chunk_for(int64_t n, int64_t work_per_item) {
+  const int64_t w = std::max<int64_t>(work_per_item, 1);
+  const int64_t by_work = std::max<int64_t>(1, 4096 / w);
+  const int64_t by_count = n / (8 * std::max<int64_t>(at::get_num_threads(), 1));
+  const int64_t floor_items = (2048 + w - 1) / w;
+  return std::max(floor_items, std::min(by_work, by_count));
 }
 
 inline std::string shape_str(const at::Tensor& t) {

@@ -1,4 +1,4 @@
-// CPU DTW: pairs in parallel (at::parallel_for), row-major dynamic programme per pair with two
+// CPU DTW: pairs in parallel (parallel_chunks, largest pairs first), row-major dynamic programme per pair with two
 // rows of accumulated cost and a byte per cell for the chosen step; see dtw.h.
 #include "dtw.h"
 
@@ -7,6 +7,7 @@
 #include <ATen/ops/empty.h>
 #include <ATen/ops/full.h>
 
+#include <algorithm>
 #include <vector>
 
 namespace jeancore {
@@ -71,15 +72,23 @@ DtwOut dtw_cpu(const at::Tensor& cost, const at::Tensor& offsets, const at::Tens
   const at::Tensor &distance = std::get<0>(out), &path = std::get<1>(out),
                    &path_length = std::get<2>(out);
   const double w_diag = step_pattern == kSymmetric2 ? 2.0 : 1.0;
+  // Pairs are claimed largest first (longest-processing-time order), so the last pair claimed
+  // is a small one and the threads finish together.
+  std::vector<int64_t> order(static_cast<size_t>(B));
+  for (int64_t b = 0; b < B; ++b) order[b] = b;
+  std::stable_sort(order.begin(), order.end(), [&](int64_t a, int64_t b) {
+    return pairs.x_lengths[a] * pairs.y_lengths[a] > pairs.x_lengths[b] * pairs.y_lengths[b];
+  });
   AT_DISPATCH_FLOATING_TYPES(cost.scalar_type(), "dtw_cpu", [&] {
     const scalar_t* c = cost.data_ptr<scalar_t>();
     double* dist = distance.data_ptr<double>();
     int64_t* p = path.data_ptr<int64_t>();
     int64_t* pl = path_length.data_ptr<int64_t>();
-    at::parallel_for(0, B, 1, [&](int64_t begin, int64_t end) {
+    parallel_chunks(B, 1, [&](int64_t begin, int64_t end) {
       std::vector<uint8_t> dir;
       std::vector<double> prev, cur;
-      for (int64_t b = begin; b < end; ++b) {
+      for (int64_t q = begin; q < end; ++q) {
+        const int64_t b = order[q];
         const DtwBand band{pairs.x_lengths[b], pairs.y_lengths[b], window};
         dist[b] = dtw_pair_cpu<scalar_t>(c + pairs.offsets[b], pairs.row_stride[b], band, w_diag,
                                          dir, prev, cur);
