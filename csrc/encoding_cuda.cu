@@ -6,7 +6,7 @@
 #include <ATen/Dispatch.h>
 #include <ATen/ops/any.h>
 #include <ATen/ops/isnan.h>
-#include <ATen/ops/zeros.h>
+#include <ATen/ops/zeros_like.h>
 #include <c10/cuda/CUDAException.h>
 #include <c10/cuda/CUDAGuard.h>
 #include <c10/cuda/CUDAStream.h>

@@ -18,8 +18,10 @@ def _aabb_list(aabb) -> list[float]:
     if isinstance(aabb, torch.Tensor):
         aabb = aabb.detach().cpu().reshape(-1).tolist()
     try:
+        if isinstance(aabb, (str, bytes)):
+            raise TypeError
         values = [float(v) for v in aabb]
-    except TypeError:
+    except (TypeError, ValueError):
         raise TypeError(f"aabb must be 6 numbers (a sequence or a tensor), got {type(aabb).__name__}") from None
     if len(values) != 6:
         raise ValueError(f"aabb must have 6 numbers (xmin, ymin, zmin, xmax, ymax, zmax), got {len(values)}")

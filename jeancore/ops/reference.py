@@ -161,10 +161,13 @@ def hash_encode_reference(x, embeddings, offsets, resolutions):
 def march_rays_reference(rays_o, rays_d, near, far, occupancy, aabb, step_size, jitter=None):
     """The brute-force definition of ``jeancore.ops.march_rays``: every candidate interval of
     every ray is generated and tested, with the same operations in the same order (so the
-    samples are identical). near, far, jitter: tensors [N]; aabb: 6 numbers. Memory is
-    N x (max candidates per ray): for tests, not for training."""
+    samples are identical). near, far: [N] or numbers; jitter: [N] or None; aabb: 6 numbers.
+    Memory is N x (max candidates per ray): for tests, not for training."""
+    from ._checks import per_ray  # the same broadcasting as the op
+
     dtype, dev = rays_o.dtype, rays_o.device
     n, res = rays_o.shape[0], occupancy.shape[0]
+    near, far = per_ray("near", near, rays_o, n), per_ray("far", far, rays_o, n)
     step = torch.tensor(step_size, dtype=dtype, device=dev)
     jitter = torch.zeros(n, dtype=dtype, device=dev) if jitter is None else jitter
     k_max = int(torch.ceil((far - near).max() / step_size).item()) + 2 if n else 0
