@@ -11,17 +11,41 @@
 namespace jeancore {
 
 namespace {
-std::vector<uint8_t> coarse_blocks_cpu(const bool* occ, int32_t R) {
+// The packed grid (bits and the two block levels, see MarchGrid): one pass over the bools in memory order,
+// slabs of 8 x-planes in parallel (each slab owns its row of blocks).
+struct PackedGrid {
+  std::vector<uint8_t> bits, blocks, big;
+};
+
+PackedGrid pack_grid_cpu(const bool* occ, int32_t R) {
   const int32_t Rb = (R + (1 << kBlockShift) - 1) >> kBlockShift;
-  std::vector<uint8_t> blocks(static_cast<size_t>(Rb) * Rb * Rb);
-  parallel_chunks(Rb * Rb * Rb, chunk_for(Rb * Rb * Rb, 512), [&](int64_t b0, int64_t b1) {
-    for (int64_t b = b0; b < b1; ++b) {
-      const int32_t bx = static_cast<int32_t>(b / (Rb * Rb)), by = static_cast<int32_t>(b / Rb % Rb),
-                    bz = static_cast<int32_t>(b % Rb);
-      blocks[b] = block_occupied(occ, R, bx, by, bz);
+  PackedGrid p;
+  p.bits.assign(static_cast<size_t>(R) * R * Rb, 0);
+  p.blocks.assign(static_cast<size_t>(Rb) * Rb * Rb, 0);
+  parallel_chunks(Rb, chunk_for(Rb, int64_t(R) * R << kBlockShift), [&](int64_t b0, int64_t b1) {
+    for (int64_t x = b0 << kBlockShift; x < std::min<int64_t>(R, b1 << kBlockShift); ++x) {
+      uint8_t* brow = p.blocks.data() + (x >> kBlockShift) * Rb * Rb;
+      for (int64_t y = 0; y < R; ++y) {
+        const bool* line = occ + (x * R + y) * R;
+        uint8_t* bits = p.bits.data() + (x * R + y) * Rb;
+        uint8_t* bline = brow + (y >> kBlockShift) * Rb;
+        for (int32_t zb = 0; zb < Rb; ++zb) {
+          uint64_t v = 0;  // 8 bools at once (fewer at the end of the line)
+          std::memcpy(&v, line + (zb << kBlockShift),
+                      static_cast<size_t>(std::min<int64_t>(8, R - (int64_t(zb) << kBlockShift))));
+          bits[zb] = pack_bools(v);
+          bline[zb] |= bits[zb] != 0;
+        }
+      }
     }
   });
-  return blocks;
+  const int32_t Rg = (R + (1 << kBigShift) - 1) >> kBigShift;
+  p.big.resize(static_cast<size_t>(Rg) * Rg * Rg);
+  for (int64_t b = 0; b < int64_t(Rg) * Rg * Rg; ++b) {
+    p.big[b] = big_from_blocks(p.blocks.data(), Rb, static_cast<int32_t>(b / (Rg * Rg)),
+                               static_cast<int32_t>(b / Rg % Rg), static_cast<int32_t>(b % Rg));
+  }
+  return p;
 }
 }  // namespace
 
@@ -32,13 +56,13 @@ MarchOut march_rays_cpu(const at::Tensor& rays_o, const at::Tensor& rays_d, cons
   check_march_inputs(rays_o, rays_d, near, far, occupancy, aabb, step_size, jitter);
   const int64_t N = rays_o.size(0);
   const int32_t R = static_cast<int32_t>(occupancy.size(0));
-  const bool* occ = occupancy.data_ptr<bool>();
-  const std::vector<uint8_t> blocks = coarse_blocks_cpu(occ, R);
+  const PackedGrid packed = pack_grid_cpu(occupancy.data_ptr<bool>(), R);
   MarchOut out;
   AT_DISPATCH_FLOATING_TYPES(rays_o.scalar_type(), "march_rays_cpu", [&] {
     MarchGrid<scalar_t> g = march_grid<scalar_t>(aabb, R);
-    g.occ = occ;
-    g.blocks = blocks.data();
+    g.bits = packed.bits.data();
+    g.blocks = packed.blocks.data();
+    g.big = packed.big.data();
     const scalar_t* o = rays_o.data_ptr<scalar_t>();
     const scalar_t* d = rays_d.data_ptr<scalar_t>();
     const scalar_t* nr = near.data_ptr<scalar_t>();

@@ -16,12 +16,28 @@ namespace {
 constexpr int kThreads = 128;
 unsigned int blocks_for(int64_t N) { return static_cast<unsigned int>((N + kThreads - 1) / kThreads); }
 
-__global__ void coarse_blocks_kernel(const bool* __restrict__ occ, int32_t R, int32_t Rb,
-                                     uint8_t* blocks) {
+// One thread per byte of the packed bits, then one per block (see MarchGrid).
+__global__ void pack_bits_kernel(const bool* __restrict__ occ, int32_t R, int32_t Rb,
+                                 uint8_t* bits) {
+  const int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (i >= static_cast<int64_t>(R) * R * Rb) return;
+  bits[i] = packed_byte(occ, R, i / Rb, static_cast<int32_t>(i % Rb));
+}
+
+__global__ void pack_blocks_kernel(const uint8_t* __restrict__ bits, int32_t R, int32_t Rb,
+                                   uint8_t* blocks) {
   const int64_t b = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   if (b >= static_cast<int64_t>(Rb) * Rb * Rb) return;
-  blocks[b] = block_occupied(occ, R, static_cast<int32_t>(b / (Rb * Rb)),
-                             static_cast<int32_t>(b / Rb % Rb), static_cast<int32_t>(b % Rb));
+  blocks[b] = block_from_bits(bits, R, Rb, static_cast<int32_t>(b / (Rb * Rb)),
+                              static_cast<int32_t>(b / Rb % Rb), static_cast<int32_t>(b % Rb));
+}
+
+__global__ void pack_big_kernel(const uint8_t* __restrict__ blocks, int32_t Rb, int32_t Rg,
+                                uint8_t* big) {
+  const int64_t b = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (b >= static_cast<int64_t>(Rg) * Rg * Rg) return;
+  big[b] = big_from_blocks(blocks, Rb, static_cast<int32_t>(b / (Rg * Rg)),
+                           static_cast<int32_t>(b / Rg % Rg), static_cast<int32_t>(b % Rg));
 }
 
 template <typename scalar_t>
@@ -64,15 +80,25 @@ MarchOut march_rays_cuda(const at::Tensor& rays_o, const at::Tensor& rays_d,
   const int32_t R = static_cast<int32_t>(occupancy.size(0));
   const int32_t Rb = (R + (1 << kBlockShift) - 1) >> kBlockShift;
   auto stream = c10::cuda::getCurrentCUDAStream();
+  auto bits = at::empty({static_cast<int64_t>(R) * R * Rb}, occupancy.options().dtype(at::kByte));
   auto blocks = at::empty({static_cast<int64_t>(Rb) * Rb * Rb}, occupancy.options().dtype(at::kByte));
-  coarse_blocks_kernel<<<blocks_for(blocks.numel()), kThreads, 0, stream>>>(
-      occupancy.data_ptr<bool>(), R, Rb, blocks.data_ptr<uint8_t>());
+  pack_bits_kernel<<<blocks_for(bits.numel()), kThreads, 0, stream>>>(
+      occupancy.data_ptr<bool>(), R, Rb, bits.data_ptr<uint8_t>());
+  C10_CUDA_KERNEL_LAUNCH_CHECK();
+  pack_blocks_kernel<<<blocks_for(blocks.numel()), kThreads, 0, stream>>>(
+      bits.data_ptr<uint8_t>(), R, Rb, blocks.data_ptr<uint8_t>());
+  C10_CUDA_KERNEL_LAUNCH_CHECK();
+  const int32_t Rg = (R + (1 << kBigShift) - 1) >> kBigShift;
+  auto big = at::empty({static_cast<int64_t>(Rg) * Rg * Rg}, occupancy.options().dtype(at::kByte));
+  pack_big_kernel<<<blocks_for(big.numel()), kThreads, 0, stream>>>(
+      blocks.data_ptr<uint8_t>(), Rb, Rg, big.data_ptr<uint8_t>());
   C10_CUDA_KERNEL_LAUNCH_CHECK();
   MarchOut out;
   AT_DISPATCH_FLOATING_TYPES(rays_o.scalar_type(), "march_rays_cuda", [&] {
     MarchGrid<scalar_t> g = march_grid<scalar_t>(aabb, R);
-    g.occ = occupancy.data_ptr<bool>();
+    g.bits = bits.data_ptr<uint8_t>();
     g.blocks = blocks.data_ptr<uint8_t>();
+    g.big = big.data_ptr<uint8_t>();
     const scalar_t step = static_cast<scalar_t>(step_size);
     const scalar_t* jt = jitter.has_value() ? jitter->data_ptr<scalar_t>() : nullptr;
     auto counts = at::empty({N}, rays_o.options().dtype(at::kLong));
