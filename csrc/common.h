@@ -6,9 +6,9 @@
 #include <ATen/Parallel.h>
 #include <ATen/core/Tensor.h>
 #include <c10/util/Exception.h>
+#include <c10/util/FunctionRef.h>
 
 #include <algorithm>
-#include <atomic>
 #include <cstdint>
 #include <initializer_list>
 #include <string>
@@ -26,33 +26,39 @@ namespace jeancore {
 // Largest delta used for the last sample of a ray (NeRF / AD-NeRF: 1e10).
 constexpr double kLastDelta = 1e10;
 
+// Runs chunk(c) for c = 0 .. n_chunks - 1 on the calling thread and threads - 1 helpers from
+// torch's inter-op pool (csrc/parallel.cpp); returns when every chunk is done.
+void run_chunks(int64_t n_chunks, int64_t threads, c10::function_ref<void(int64_t)> chunk);
+// Whether the calling thread is running chunks of run_chunks (nested calls then run inline).
+bool in_chunks();
+
 // Runs f(begin, end) over consecutive chunks of [0, n) of `chunk` items each (the last one
-// shorter), on torch's intra-op threads (at::parallel_for; torch.set_num_threads applies).
-// The chunks are claimed one at a time from a shared counter instead of being split into one
-// fixed share per thread: when another process keeps a core busy, the thread that runs there
-// claims fewer chunks and the others take the rest, so a call never waits for a stalled
-// thread's whole share; with every core busy it still progresses at the rate of the CPU time it
-// gets. (A fixed split made the 2-thread DTW 1.5x slower than one thread while one other
-// process kept a core busy; see docs/benchmarks.md.) One thread, or a call from inside another
-// parallel region, runs the chunks in order on the calling thread. Each f call must only write
-// what its own items own: the chunk -> thread assignment varies from call to call.
+// shorter), on at::get_num_threads() threads (torch.set_num_threads applies). Built for machines
+// where other processes keep cores busy:
+//  * the chunks are claimed one at a time from a shared counter, so a thread that runs on a busy
+//    core claims fewer and the others take the rest (no fixed share per thread);
+//  * the helpers come from torch's inter-op pool and the caller works too, and the call returns
+//    when the chunks are done, without waiting for a helper that has not started: a helper the
+//    scheduler wakes late finds no work left. (at::parallel_for's OpenMP region ends with a
+//    barrier that waits for every thread of the team; with the other core busy that wait was
+//    one or more scheduler time slices per call: composite forward 8192 x 128 took 28 ms with
+//    2 threads against 3.5 ms with one; see docs/benchmarks.md);
+//  * waiting threads sleep (std::atomic wait, a futex) instead of spinning.
+// One thread, one chunk, or a call from inside a parallel region runs the chunks in order on
+// the calling thread. Each f call must only write what its own items own: the chunk -> thread
+// assignment varies from call to call.
 template <typename F>
 inline void parallel_chunks(int64_t n, int64_t chunk, const F& f) {
   if (n <= 0) return;
   chunk = std::max<int64_t>(chunk, 1);
   const int64_t n_chunks = (n + chunk - 1) / chunk;
   const int64_t threads = std::min<int64_t>(at::get_num_threads(), n_chunks);
-  if (threads <= 1 || at::in_parallel_region()) {
-    for (int64_t c = 0; c < n_chunks; ++c) f(c * chunk, std::min(n, (c + 1) * chunk));
+  auto run = [&](int64_t c) { f(c * chunk, std::min(n, (c + 1) * chunk)); };
+  if (threads <= 1 || in_chunks() || at::in_parallel_region()) {
+    for (int64_t c = 0; c < n_chunks; ++c) run(c);
     return;
   }
-  std::atomic<int64_t> next{0};
-  at::parallel_for(0, threads, 1, [&](int64_t, int64_t) {
-    for (int64_t c = next.fetch_add(1, std::memory_order_relaxed); c < n_chunks;
-         c = next.fetch_add(1, std::memory_order_relaxed)) {
-      f(c * chunk, std::min(n, (c + 1) * chunk));
-    }
-  });
+  run_chunks(n_chunks, threads, run);
 }
 
 // Items per chunk of parallel_chunks for `n` items of `work_per_item` elementary steps (a

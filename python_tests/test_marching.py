@@ -61,6 +61,23 @@ def test_equals_brute_force(dtype, res, p, aabb):
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("res", [100, 128])
+def test_structured_grids_exercise_the_block_levels(dtype, res):
+    """Large empty regions (whole 8^3 and 32^3 blocks, partial blocks at the far faces when R
+    is not a multiple of 32) around a spherical shell and a few isolated cells."""
+    aabb = AABBS[1]
+    idx = (torch.arange(res, dtype=torch.float64) + 0.5) / res * 2 - 1
+    x, y, z = torch.meshgrid(idx, idx, idx, indexing="ij")
+    r = (x ** 2 + y ** 2 + z ** 2).sqrt()
+    occ = (r > 0.55) & (r < 0.6)
+    occ |= random_grid(res, 2e-5, seed=res)
+    o, d, near, far = random_rays(400, aabb, dtype=dtype, seed=res + 7)
+    jitter = torch.rand(400, generator=torch.Generator().manual_seed(1), dtype=dtype)
+    ri, _, _ = assert_same_samples((o, d, near, far, occ, aabb), jitter, 0.002)
+    assert ri.numel() > 400
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 def test_every_cell_empty_or_occupied(dtype):
     aabb = AABBS[1]
     o, d, near, far = random_rays(200, aabb, dtype=dtype, seed=3)
