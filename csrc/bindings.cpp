@@ -46,6 +46,9 @@ TORCH_LIBRARY(jeancore, m) {
       "float[] aabb, float step_size, Tensor? jitter) -> (Tensor ray_indices, Tensor t_starts, "
       "Tensor t_ends)");
   m.def(
+      "dtw_local_cost(Tensor x, Tensor y, Tensor x_lengths, Tensor y_lengths, int metric) -> "
+      "(Tensor cost, Tensor offsets, Tensor row_stride)");
+  m.def(
       "dtw(Tensor cost, Tensor offsets, Tensor row_stride, Tensor x_lengths, Tensor y_lengths, "
       "int step_pattern, int window, int max_path_length) -> (Tensor distance, Tensor path, "
       "Tensor path_length)");
@@ -61,6 +64,7 @@ TORCH_LIBRARY_IMPL(jeancore, CPU, m) {
   m.impl("hash_encode", &jeancore::hash_encode_cpu);
   m.impl("hash_encode_backward", &jeancore::hash_encode_backward_cpu);
   m.impl("march_rays", &jeancore::march_rays_cpu);
+  m.impl("dtw_local_cost", &jeancore::dtw_local_cost_cpu);
   m.impl("dtw", &jeancore::dtw_cpu);
 }
 
@@ -75,6 +79,7 @@ TORCH_LIBRARY_IMPL(jeancore, CUDA, m) {
   m.impl("hash_encode", &jeancore::hash_encode_cuda);
   m.impl("hash_encode_backward", &jeancore::hash_encode_backward_cuda);
   m.impl("march_rays", &jeancore::march_rays_cuda);
+  m.impl("dtw_local_cost", &jeancore::dtw_local_cost_cuda);
   m.impl("dtw", &jeancore::dtw_cuda);
 }
 #endif

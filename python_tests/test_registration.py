@@ -10,7 +10,7 @@ import jeancore.ops as ops
 from jeancore import _C
 from jeancore.ops.reference import composite_reference
 
-OP_NAMES = ["sample_along_rays", "sample_pdf", "composite_forward", "composite_backward", "dtw",
+OP_NAMES = ["sample_along_rays", "sample_pdf", "composite_forward", "composite_backward", "dtw", "dtw_local_cost",
             "composite_packed_forward", "composite_packed_backward", "hash_encode",
             "hash_encode_backward", "march_rays"]
 

@@ -57,6 +57,17 @@ def _composite_backward_fake(grad_color, grad_depth, grad_opacity, grad_weights,
     return torch.empty_like(sigma), torch.empty_like(rgb), torch.empty_like(background)
 
 
+@torch.library.register_fake("jeancore::dtw_local_cost")
+def _dtw_local_cost_fake(x, y, x_lengths, y_lengths, metric):
+    b = x.shape[0]
+    if x.device.type == "cpu":  # packed blocks: a data-dependent size
+        total = torch.library.get_ctx().new_dynamic_size()
+    else:
+        total = b * x.shape[1] * y.shape[1]
+    return (x.new_empty((total,)), x.new_empty((b,), dtype=torch.int64),
+            x.new_empty((b,), dtype=torch.int64))
+
+
 @torch.library.register_fake("jeancore::dtw")
 def _dtw_fake(cost, offsets, row_stride, x_lengths, y_lengths, step_pattern, window,
               max_path_length):
