@@ -26,7 +26,7 @@ import torch
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "benchmarks"))
-from _common import CpuPeakMemory, machine_info, median_time  # noqa: E402
+from _common import CpuPeakMemory, machine_info, median_time, peak_mb  # noqa: E402
 
 import jeancore.ops as ops  # noqa: E402
 from jeancore.ops.reference import hash_encode_reference  # noqa: E402
@@ -123,16 +123,7 @@ def main(argv=None) -> int:
     # Peak memory after all timings (the CPU probe pins glibc's mmap threshold for the process).
     cpu_mem = None if cuda else CpuPeakMemory()
     for res, key, fn in pending:
-        if cuda:
-            torch.cuda.synchronize()
-            torch.cuda.reset_peak_memory_stats()
-            base = torch.cuda.memory_allocated()
-            fn()
-            torch.cuda.synchronize()
-            res[key] = (torch.cuda.max_memory_allocated() - base) / 2 ** 20
-        else:
-            m = cpu_mem.measure(fn)
-            res[key] = None if m is None else m / 2 ** 20
+        res[key] = peak_mb(fn, cuda, cpu_mem)
 
     info = machine_info()
     info.update(device=str(device), repeats=args.repeats,

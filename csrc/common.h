@@ -121,4 +121,19 @@ inline void check_index(const at::Tensor& t, const char* name, int64_t n, const 
                     " must be a contiguous 1-D tensor of length ", n, ", got ", shape_str(t));
 }
 
+// Rays: rays_o, rays_d [N, 3] and near, far [N] of one float dtype and device; returns N.
+inline int64_t check_rays(const at::Tensor& rays_o, const at::Tensor& rays_d,
+                          const at::Tensor& near, const at::Tensor& far) {
+  check_float(rays_o, "rays_o", 2, rays_o);
+  const int64_t N = rays_o.size(0);
+  check_sizes(rays_o, "rays_o", {N, 3}, "[N, 3]");
+  check_float(rays_d, "rays_d", 2, rays_o);
+  check_sizes(rays_d, "rays_d", {N, 3}, "[N, 3] matching rays_o");
+  check_float(near, "near", 1, rays_o);
+  check_sizes(near, "near", {N}, "[N] matching rays_o [N, 3]");
+  check_float(far, "far", 1, rays_o);
+  check_sizes(far, "far", {N}, "[N] matching rays_o [N, 3]");
+  return N;
+}
+
 }  // namespace jeancore

@@ -145,6 +145,20 @@ JC_HD scalar_t walk_ray(int64_t S_fg, int64_t S, const scalar_t* sigma, const sc
       f);
 }
 
+// color = (c0, c1, c2) + bg_weight * bg (bg may be nullptr: no background term).
+template <typename scalar_t>
+JC_HD void store_color(scalar_t c0, scalar_t c1, scalar_t c2, scalar_t bg_weight,
+                       const scalar_t* bg, scalar_t* color) {
+  if (bg != nullptr) {
+    c0 += bg_weight * bg[0];
+    c1 += bg_weight * bg[1];
+    c2 += bg_weight * bg[2];
+  }
+  color[0] = c0;
+  color[1] = c1;
+  color[2] = c2;
+}
+
 template <typename scalar_t, int kChunk>
 JC_HD void composite_ray_forward(int64_t S, const scalar_t* sigma, const scalar_t* rgb,
                                  const scalar_t* t, const scalar_t* d, const scalar_t* bg,
@@ -165,19 +179,10 @@ JC_HD void composite_ray_forward(int64_t S, const scalar_t* sigma, const scalar_
         weights[i] = w;
       });
   if (last_bg) {  // opaque background sample: all remaining transmittance
-    c0 += T * bg[0];
-    c1 += T * bg[1];
-    c2 += T * bg[2];
     D += T * t[S - 1];
     weights[S - 1] = T;
-  } else {
-    c0 += (scalar_t(1) - A) * bg[0];
-    c1 += (scalar_t(1) - A) * bg[1];
-    c2 += (scalar_t(1) - A) * bg[2];
   }
-  color[0] = c0;
-  color[1] = c1;
-  color[2] = c2;
+  store_color(c0, c1, c2, last_bg ? T : scalar_t(1) - A, bg, color);
   *depth = D;
   *opacity = A;
 }
@@ -310,14 +315,7 @@ JC_HD void composite_packed_ray_forward(int64_t n, const scalar_t* sigma, const 
       },
       &walked);
   for (int64_t i = walked; i < n; ++i) weights[i] = 0;  // after early termination
-  if (bg != nullptr) {
-    c0 += (scalar_t(1) - A) * bg[0];
-    c1 += (scalar_t(1) - A) * bg[1];
-    c2 += (scalar_t(1) - A) * bg[2];
-  }
-  color[0] = c0;
-  color[1] = c1;
-  color[2] = c2;
+  store_color(c0, c1, c2, scalar_t(1) - A, bg, color);
   *opacity = A;
   *depth = D;
 }

@@ -277,15 +277,7 @@ inline void check_march_inputs(const at::Tensor& rays_o, const at::Tensor& rays_
                                const at::Tensor& near, const at::Tensor& far,
                                const at::Tensor& occupancy, at::ArrayRef<double> aabb,
                                double step_size, const std::optional<at::Tensor>& jitter) {
-  check_float(rays_o, "rays_o", 2, rays_o);
-  const int64_t N = rays_o.size(0);
-  check_sizes(rays_o, "rays_o", {N, 3}, "[N, 3]");
-  check_float(rays_d, "rays_d", 2, rays_o);
-  check_sizes(rays_d, "rays_d", {N, 3}, "[N, 3] matching rays_o");
-  check_float(near, "near", 1, rays_o);
-  check_sizes(near, "near", {N}, "[N] matching rays_o [N, 3]");
-  check_float(far, "far", 1, rays_o);
-  check_sizes(far, "far", {N}, "[N] matching rays_o [N, 3]");
+  const int64_t N = check_rays(rays_o, rays_d, near, far);
   if (jitter.has_value()) {
     check_float(*jitter, "jitter", 1, rays_o);
     check_sizes(*jitter, "jitter", {N}, "[N] (one offset in [0, 1) per ray)");
