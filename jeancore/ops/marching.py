@@ -262,12 +262,13 @@ class OccupancyGrid(nn.Module):
         seen = torch.zeros(centres.shape[0], dtype=torch.bool, device=dev)
         for a in range(0, t, cameras_per_batch):
             b = slice(a, a + cameras_per_batch)
-            for part in torch.arange(centres.shape[0], device=dev).split(2 ** 16):
+            todo = (~seen).nonzero()[:, 0]  # cells no earlier camera saw
+            for part in todo.split(2 ** 16):
                 p = centres[part]                                           # [P, 3]
-                cam = torch.einsum("tji,tpj->tpi", rot[b], p[None] - centre[b, None])  # R^T (p - c)
+                cam = torch.matmul(p[None] - centre[b, None], rot[b])       # R^T (p - c), [T, P, 3]
                 z = cam[..., 2]
                 ok = (z >= near_t[b, None] - radius) & (z <= far_t[b, None] + radius)
-                side = torch.einsum("tki,tpi->tpk", normals[b], cam)        # [T, P, 4]
+                side = torch.matmul(cam, normals[b].transpose(1, 2))        # [T, P, 4]
                 ok &= (side >= -radius).all(-1)
                 seen[part] |= ok.any(0)
         self.visible.copy_(seen.view_as(self.visible))
