@@ -29,6 +29,7 @@ struct ChunkJob {
 void work(ChunkJob& job) {
   const bool outer = tl_in_chunks;
   tl_in_chunks = true;
+  c10::ParallelGuard guard(true);  // torch's parallel_for inside a chunk runs inline
   for (int64_t c = job.next.fetch_add(1, std::memory_order_relaxed); c < job.n_chunks;
        c = job.next.fetch_add(1, std::memory_order_relaxed)) {
     if (!job.failed.load(std::memory_order_relaxed)) {
@@ -51,10 +52,7 @@ bool in_chunks() { return tl_in_chunks; }
 void run_chunks(int64_t n_chunks, int64_t threads, c10::function_ref<void(int64_t)> chunk) {
   auto job = std::make_shared<ChunkJob>(n_chunks, chunk);
   for (int64_t h = 1; h < threads; ++h) {
-    at::launch([job] {
-      c10::ParallelGuard guard(true);  // torch's parallel_for inside runs inline
-      work(*job);
-    });
+    at::launch([job] { work(*job); });
   }
   work(*job);
   for (int64_t d = job->done.load(std::memory_order_acquire); d < n_chunks;
