@@ -105,7 +105,9 @@ at::Tensor hash_encode_backward_cpu(const at::Tensor& grad_out, const at::Tensor
           std::fill(gp + lv.offset * kF, gp + end * kF, scalar_t(0));
           dispatch_mode(lv.mode, [&]<int kMode>() {
             for (int64_t n = 0; n < N; ++n) {
-              const scalar_t* g = go + n * L * kF + l * kF;
+              scalar_t g[kF];  // a local copy: the stores below could alias grad_out
+              JC_UNROLL
+              for (int f = 0; f < kF; ++f) g[f] = go[n * L * kF + l * kF + f];
               for_each_corner<scalar_t, kD, kMode>(xp + n * kD, lv, [&](int64_t row, scalar_t w) {
                 scalar_t* dst = gp + row * kF;
                 JC_UNROLL
