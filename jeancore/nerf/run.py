@@ -187,7 +187,8 @@ class NerfRun:
                                 f"NeRF takes [{self.audio_window}, {self.audio_dim}]")
 
 
-def load_nerf_run(run_dir, device="cpu", *, ops: str = "fused", **expected) -> NerfRun:
+def load_nerf_run(run_dir, device="cpu", *, ops: str = "fused", backbone: str | None = None,
+                  **expected) -> NerfRun:
     """Load a run of :func:`jeancore.train.train_nerf` (``run_dir/checkpoint.pt``) to render.
 
     Args:
@@ -195,6 +196,7 @@ def load_nerf_run(run_dir, device="cpu", *, ops: str = "fused", **expected) -> N
             backbone seam, loaded as the AD-NeRF backbone).
         device: torch device for the networks.
         ops: ``"fused"`` kernels or ``"reference"`` ops.
+        backbone: the backbone the caller needs (e.g. ``"grid"``); None: any.
         **expected: backbone settings the caller needs (keys of the backbone's config, e.g.
             ``width=128``); other values raise ConfigError.
 
@@ -202,7 +204,7 @@ def load_nerf_run(run_dir, device="cpu", *, ops: str = "fused", **expected) -> N
         FileNotFoundError: no checkpoint.
         BadInputError: not a NeRF checkpoint, an unknown backbone, or weights that do not fit
             its stored settings.
-        ConfigError: settings other than ``expected``.
+        ConfigError: another backbone than ``backbone``, settings other than ``expected``.
     """
     from ..checkpoints import check_expected, read_nerf_checkpoint
     from ..models.backbone import BACKBONES, build_backbone
@@ -210,17 +212,21 @@ def load_nerf_run(run_dir, device="cpu", *, ops: str = "fused", **expected) -> N
 
     path = Path(run_dir)
     ckpt = read_nerf_checkpoint(path)
+    if backbone is not None and ckpt["backbone"] != backbone:
+        raise ConfigError(f"{path} is a NeRF of the {ckpt['backbone']!r} backbone, not "
+                          f"{backbone!r}")
     settings = ckpt["backbone_config"]
     check_expected(settings, expected, path, "NeRF")
     ds = ckpt["dataset"]
     dev = torch.device(device)
     try:
-        backbone = build_backbone(ckpt["backbone"], settings, ckpt["cond_dim"],
-                                  ds["head_center"], ds["head_radius"])
+        net = build_backbone(ckpt["backbone"], settings, ckpt["cond_dim"],
+                             ds["head_center"], ds["head_radius"],
+                             audio_dim=int(ckpt["conditioner_config"]["code_dim"]))
     except ConfigError as e:
         raise BadInputError(f"{path}: {e} (known backbones: {sorted(BACKBONES)})") from e
     try:
-        backbone.load_state_dict(ckpt["model"])
+        net.load_state_dict(ckpt["model"])
         cond = AudioConditioner.from_config(ckpt["conditioner_config"])
         cond.load_state_dict(ckpt["conditioner"])
         expr = ExpressionTransformer.from_config(ckpt["expression_config"])
@@ -228,7 +234,7 @@ def load_nerf_run(run_dir, device="cpu", *, ops: str = "fused", **expected) -> N
     except (RuntimeError, KeyError, TypeError) as e:
         raise BadInputError(f"{path}: the stored weights do not fit the stored settings "
                             f"{settings}: {str(e).splitlines()[0]}") from e
-    return NerfRun(backbone=backbone.to(dev).eval(), conditioner=cond.to(dev).eval(),
+    return NerfRun(backbone=net.to(dev).eval(), conditioner=cond.to(dev).eval(),
                    expression=expr.eval(), size=int(ds["dataset_size"]),
                    intrinsics=tuple(float(v) for v in ds["intrinsics"]), near=float(ds["near"]),
                    far=float(ds["far"]), background=ds["background"].numpy(), dataset=ds,

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 
 from ..errors import ConfigError
 from ..models.adnerf import AdNerfConfig
+from ..models.grid import GridConfig
 from ..models.backbone import BACKBONES, backbone_class, config_from_dict
 from ..nerf.volume_rendering import OPS_BACKENDS
 from ._run import check_ints, resolve_device
@@ -34,12 +35,27 @@ class NerfTrainConfig:
     name."""
     adnerf: AdNerfConfig = field(default_factory=AdNerfConfig)
     """Settings of the AD-NeRF backbone (coarse + fine MLPs, hierarchical sampling)."""
+    grid: GridConfig = field(default_factory=GridConfig)
+    """Settings of the grid backbone (hash encoding, small MLPs, occupancy-grid marching)."""
     iters: int = 400_000
     """Training iterations (400k in the paper); the learning rate reaches lr_final here."""
     n_rays: int = 2048
     """Rays per step, all from one training frame."""
     face_fraction: float = 0.95
-    """Fraction of the rays drawn inside the frame's face box (the rest outside it)."""
+    """Fraction of the rays drawn inside the frame's face box (the rest outside it, but for
+    the mouth and head fractions)."""
+    mouth_fraction: float = 0.0
+    """Fraction of the rays drawn inside the frame's mouth box (iBUG 48-67 widened by a
+    quarter of the inter-ocular distance), on top of those of the face box that fall there
+    (RAD-NeRF / ER-NeRF train the lips with extra rays)."""
+    head_fraction: float = 0.0
+    """Fraction of the rays drawn uniformly over the frame's head mask (hair included)."""
+    frames_per_step: int = 1
+    """Training frames the rays of a step come from (n_rays split between them)."""
+    mouth_expression_swap: float = 0.0
+    """Probability that a ray inside the mouth box gets the expression code of another random
+    training frame: the expression code of a frame also carries its mouth shape, so without
+    this the NeRF learns the mouth from the expression code instead of the speech."""
     resolution: int | None = None
     """Image side to train and validate at, in pixels (None: the dataset's)."""
     audio_code_dim: int = 32
@@ -91,8 +107,18 @@ class NerfTrainConfig:
             raise ConfigError(f"resolution must be None or >= 8 pixels, got {self.resolution}")
         if self.val_frames is not None and int(self.val_frames) < 1:
             raise ConfigError(f"val_frames must be None or >= 1, got {self.val_frames}")
-        if not 0.0 <= self.face_fraction <= 1.0:
-            raise ConfigError(f"face_fraction must be in [0, 1], got {self.face_fraction}")
+        for name in ("face_fraction", "mouth_fraction", "head_fraction",
+                     "mouth_expression_swap"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ConfigError(f"{name} must be in [0, 1], got {getattr(self, name)}")
+        if self.face_fraction + self.mouth_fraction + self.head_fraction > 1.0 + 1e-9:
+            raise ConfigError(f"face_fraction + mouth_fraction + head_fraction must be <= 1, "
+                              f"got {self.face_fraction} + {self.mouth_fraction} + "
+                              f"{self.head_fraction}")
+        check_ints(self, ("frames_per_step",))
+        if self.frames_per_step > self.n_rays:
+            raise ConfigError(f"frames_per_step ({self.frames_per_step}) must be <= n_rays "
+                              f"({self.n_rays})")
         if not (self.lr > 0 and self.lr_final > 0 and self.lr_audio >= 0):
             raise ConfigError("lr and lr_final must be > 0, lr_audio >= 0")
         if self.ops not in OPS_BACKENDS:
