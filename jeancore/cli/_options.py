@@ -42,7 +42,8 @@ class Refine:
     type and default)."""
 
     choices: tuple | None = None
-    """The values the option accepts (shown in the help; anything else is a usage error)."""
+    """The values the option accepts (its type becomes their ``Literal``: shown in the help,
+    anything else is a usage error)."""
     aliases: tuple[str, ...] = ()
     """Other flags for the option, e.g. ``("--min-negative-gap",)``."""
     help: str | None = None
