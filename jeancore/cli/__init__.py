@@ -91,8 +91,6 @@ def parse_command(name: str, args: list[str]):
 
 def main(argv=None) -> int:
     """Runs ``jean`` with ``argv`` (default: ``sys.argv[1:]``); returns the exit status."""
-    from ._options import UsageError
-
     argv = list(sys.argv[1:] if argv is None else argv)
     # jean's own options, then the command name; the rest is the command's
     i = next((k for k, a in enumerate(argv) if not a.startswith("-")), len(argv))
@@ -102,7 +100,7 @@ def main(argv=None) -> int:
                             format="jean: %(levelname)s: %(message)s")
         command = parse_command(top.command, argv[i + 1:])
         return command.execute()
-    except (JeanError, UsageError) as e:
+    except JeanError as e:  # bad input, bad settings, a command line that does not parse
         print(f"jean: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

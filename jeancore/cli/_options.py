@@ -26,13 +26,14 @@ import re
 from typing import Annotated, Any, Literal
 
 import tyro
-from tyro.constructors import (ConstructorRegistry, StructConstructorSpec, StructFieldSpec,
-                               StructTypeInfo)
+from tyro.constructors import ConstructorRegistry, StructConstructorSpec, StructTypeInfo
+
+from ..errors import JeanError
 
 __all__ = ["Refine", "UsageError", "parse", "peek"]
 
 
-class UsageError(Exception):
+class UsageError(JeanError):
     """A command line that does not parse (unknown option, bad value, missing argument)."""
 
 
