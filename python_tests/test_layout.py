@@ -13,8 +13,9 @@ import jeancore
 
 PKG = Path(jeancore.__file__).resolve().parent
 
-# the `jean` command line runs the training commands, so it may import jeancore.train
-TRAIN_IMPORT_ALLOWED = {"cli.py"}
+# the `jean` command line (the package cli/) runs the training commands, so it may import
+# jeancore.train
+TRAIN_IMPORT_ALLOWED = ("cli/",)
 # networks that are not the method's but a metric's: LPIPS (metrics/face.py), SyncNet
 # (metrics/syncnet.py)
 MODULE_OUTSIDE_MODELS_ALLOWED = {"metrics/face.py", "metrics/syncnet.py"}
@@ -47,7 +48,7 @@ def _imported(tree, pkg):
 def test_inference_never_imports_training():
     bad = []
     for rel, pkg, tree in _sources():
-        if rel.startswith("train/") or rel in TRAIN_IMPORT_ALLOWED:
+        if rel.startswith(("train/",) + TRAIN_IMPORT_ALLOWED):
             continue
         for line, base, names in _imported(tree, pkg):
             if base == "jeancore.train" or base.startswith("jeancore.train.") or (

@@ -158,7 +158,8 @@ def test_training_path_needs_no_media_libraries(dataset):
         "for m in ('av', 'librosa', 'dlib', 'mediapipe', 'soundfile'): sys.modules[m] = None\n"
         "from jeancore.train import train_nerf\n"
         "from jeancore.nerf import load_nerf_run\n"
-        "import jeancore.train.run_nerf, jeancore.cli\n"
+        "import jeancore.cli\n"
+        "jeancore.cli.parse_command('train', ['d', '--out', 'o', '--device', 'cpu'])\n"
         "from jeancore.nerf.data import load_nerf_data\n"
         f"d = load_nerf_data({str(dataset)!r}, 16)\n"
         "assert d.images.shape[1:] == (16, 16, 3), d.images.shape\n")

@@ -10,7 +10,13 @@ import numpy as np
 
 from ..errors import ConfigError
 
-__all__ = ["PreprocessConfig", "PreprocessResult"]
+__all__ = ["LANDMARK_BACKENDS", "MISSING_FACE_MODES", "PreprocessConfig", "PreprocessResult"]
+
+LANDMARK_BACKENDS = ("dlib", "face-alignment")
+"""The values of :attr:`PreprocessConfig.landmarks` (see
+:func:`jeancore.data.landmarks.make_detector`)."""
+MISSING_FACE_MODES = ("trim", "error")
+"""The values of :attr:`PreprocessConfig.missing_face`."""
 
 
 @dataclass
@@ -79,7 +85,7 @@ class PreprocessConfig:
             raise ConfigError(f"fps must be positive, got {self.fps}")
         if not 32 <= self.size <= 4096 or self.size % 2:
             raise ConfigError(f"size must be an even number of pixels in [32, 4096], got {self.size}")
-        if self.missing_face not in ("trim", "error"):
+        if self.missing_face not in MISSING_FACE_MODES:
             raise ConfigError(f"missing_face must be 'trim' or 'error', got {self.missing_face!r}")
         if not 0 <= self.val_fraction < 1:
             raise ConfigError(f"val_fraction must be in [0, 1), got {self.val_fraction}")
@@ -118,3 +124,31 @@ class PreprocessResult:
     root: Path
     meta: dict
     summary: dict = field(default_factory=dict)
+
+    def report(self) -> str:
+        """The summary as ``jean preprocess`` prints it: frames, face detection, 3DMM
+        reprojection error, audio features and the audio-video offset, time per step, and
+        the contact sheet to look at."""
+        s = self.summary
+        steps = ", ".join(f"{k} {v:.1f}s" for k, v in s["seconds"].items())
+        return "\n".join([
+            f"dataset: {s['dataset']}",
+            f"  frames {s['frames']} at {s['fps']:g} fps ({s['duration_s']} s), {s['size']}x"
+            f"{s['size']} px; faces found {s['faces_found']}, interpolated "
+            f"{s['interpolated']}, dropped {s['dropped']} (no face: {s['no_face_frames']})",
+            f"  3DMM reprojection error {s['reprojection_error_px']} px mean, "
+            f"{s['reprojection_error_px_max']} px max",
+            f"  audio features {s['audio_features']}{_sync_summary(s.get('av_sync'))}",
+            f"  time {s['seconds_total']} s ({s['realtime_factor']}x real time): {steps}",
+            f"  look at {self.root / 'contact_sheet.png'}"])
+
+
+def _sync_summary(sync: dict | None) -> str:
+    """The audio-video offset part of the summary (meta.json ``audio.av_sync``)."""
+    if not sync:
+        return ""
+    if sync.get("applied"):
+        return f"; audio-video offset {sync['offset_s']:+.3f} s corrected ({sync['mode']})"
+    detail = (f", lips-to-speech lag {sync['lag_s']:.3f} s, significance "
+              f"z={sync['significance']:.1f}" if "lag_s" in sync else "")
+    return f"; audio-video offset: none corrected ({sync['mode']}{detail})"

@@ -26,7 +26,13 @@ from .._io import save_json
 from ..errors import BadInputError
 from .pairs import EmotionClip, find_mead_clips
 
-__all__ = ["MeadTake", "find_mead_takes", "preprocess_mead", "read_mead_index", "INDEX_NAME"]
+__all__ = ["MEAD_SETTINGS", "MeadTake", "find_mead_takes", "preprocess_mead", "read_mead_index",
+           "INDEX_NAME"]
+
+MEAD_SETTINGS = {"size": 256}
+"""Preprocessing settings of ``jean preprocess-mead`` that differ from
+:class:`~jeancore.data.PreprocessConfig`'s defaults: 256 px frames (many takes, for the audio
+training, which reads their landmarks and speech)."""
 
 INDEX_NAME = "mead_index.json"
 _AUDIO_EXT = (".m4a", ".wav", ".aac", ".mp3", ".flac")

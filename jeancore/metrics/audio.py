@@ -14,13 +14,17 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .._config import with_settings
 from ..errors import BadInputError
 
-__all__ = ["audio_lip_agreement", "evaluate_audio", "retrieval_accuracy", "swap_errors"]
+__all__ = ["AudioEvalConfig", "audio_lip_agreement", "evaluate_audio", "retrieval_accuracy",
+           "swap_errors"]
 
 
 def _as_tensor(x, name) -> torch.Tensor:
@@ -131,8 +135,21 @@ def swap_errors(autoencoder, pts_a: torch.Tensor, pts_b: torch.Tensor) -> dict:
         autoencoder.train(was)
 
 
-def evaluate_audio(model, datasets, *, split: str = "val", n_candidates: int = 32,
-                   trials: int = 10, seed: int = 0) -> dict:
+@dataclasses.dataclass
+class AudioEvalConfig:
+    """Settings of :func:`evaluate_audio` (``jean evaluate-audio``)."""
+
+    split: str = "val"
+    """The frames evaluated: 'val' (speech not seen in training), 'train' or 'all'."""
+    n_candidates: int = 32
+    """Candidate frames of one clip per retrieval trial (all its frames when fewer)."""
+    trials: int = 10
+    """Candidate sets per dataset."""
+    seed: int = 0
+    """Seed of the candidate sets and of the swap partners."""
+
+
+def evaluate_audio(model, datasets, config: AudioEvalConfig | None = None, **settings) -> dict:
     """Audio-to-mouth retrieval and the landmark-autoencoder swap test on a split.
 
     Retrieval (:func:`retrieval_accuracy`): per dataset, the audio
@@ -146,7 +163,8 @@ def evaluate_audio(model, datasets, *, split: str = "val", n_candidates: int = 3
         datasets: loaded datasets (:func:`jeancore.train.audio.load_audio_datasets`:
             objects with ``name``, ``identity``, ``root``, ``features``, normalised
             ``landmarks`` [T, 51, 2], ``audio`` [T, window, D] and ``split(which)``).
-        split: "val" (default: speech not seen in training), "train" or "all".
+        config: :class:`AudioEvalConfig` (default: its defaults).
+        settings: fields of :class:`AudioEvalConfig` to change (e.g. ``split="train"``).
 
     Returns:
         dict: ``datasets`` (per dataset: frames, top1, top5, chance_top1, chance_top5,
@@ -156,11 +174,15 @@ def evaluate_audio(model, datasets, *, split: str = "val", n_candidates: int = 3
     Raises:
         BadInputError: no datasets or unloaded ones (paths), a dataset whose features differ
             from the model's, a split with fewer than 2 frames.
+        ConfigError: an unknown setting.
     """
     if not (isinstance(datasets, (list, tuple)) and datasets
             and all(hasattr(d, "landmarks") and hasattr(d, "split") for d in datasets)):
         raise BadInputError("evaluate_audio needs loaded datasets: load the folders with "
                             "jeancore.train.audio.load_audio_datasets(...) first")
+    config = with_settings(AudioEvalConfig, config, settings)
+    split, n_candidates, trials, seed = (config.split, config.n_candidates, config.trials,
+                                         config.seed)
     p = next(model.audio_encoder.parameters())
     per, sums, swap_sums, n_q, n_f = {}, {}, {}, 0, 0
     rng = np.random.default_rng(seed)

@@ -6,17 +6,24 @@
   emotions' mean e_e, decoded by the transformer to the emotion-feature space and read by the
   emotion CNN's head (:meth:`~jeancore.data.emotion.MiniXception.classify_pooled`, an
   approximation on pooled features), as class probabilities along the path.
+* :func:`plot_expression_run` -- all of them for a trained run and MEAD clips
+  (``jean plot-expression``, settings :class:`ExpressionPlotConfig`).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from .._io import atomic_path
 
-__all__ = ["embed_2d", "plot_code_embedding", "interpolate_emotions", "plot_interpolation"]
+__all__ = ["EMBEDDINGS", "ExpressionPlotConfig", "embed_2d", "plot_code_embedding",
+           "interpolate_emotions", "plot_interpolation", "plot_expression_run"]
+
+EMBEDDINGS = ("pca", "tsne")
+"""The 2-D embeddings of :func:`embed_2d`."""
 
 
 def embed_2d(codes: np.ndarray, method: str = "pca", seed: int = 0) -> np.ndarray:
@@ -33,7 +40,7 @@ def embed_2d(codes: np.ndarray, method: str = "pca", seed: int = 0) -> np.ndarra
         raise ValueError(f"need codes [N >= 3, d], got {codes.shape}")
     if method == "pca":
         return PCA(2, random_state=seed).fit_transform(codes)
-    if method == "tsne":
+    if method == "tsne":  # EMBEDDINGS
         return TSNE(2, perplexity=min(30.0, (len(codes) - 1) / 3), init="pca",
                     random_state=seed).fit_transform(codes)
     raise ValueError(f"method must be 'pca' or 'tsne', got {method!r}")
@@ -137,3 +144,71 @@ def plot_interpolation(probs: np.ndarray, labels, out, *, title: str = "") -> Pa
     ax.legend(fontsize=7, ncol=4)
     ax.set_title(title, fontsize=9)
     return _save(fig, out)
+
+
+@dataclass
+class ExpressionPlotConfig:
+    """Settings of :func:`plot_expression_run` (``jean plot-expression``)."""
+
+    method: str = "tsne"
+    """2-D embedding of the codes: 'pca' or 'tsne'."""
+    from_emotion: str = "neutral"
+    """Start of the interpolation between two emotions' mean e_e."""
+    to_emotion: str = "happy"
+    """End of the interpolation."""
+
+
+def plot_expression_run(run, sources, out, config: ExpressionPlotConfig | None = None, *,
+                        identity: str | None = None) -> list[Path]:
+    """The plots of a trained expression transformer on MEAD clips (paper Figs. 5, 7, 8):
+    ``expression_codes.png`` and ``lip_codes.png`` (2-D embeddings of the per-frame e_e and
+    e_l, one colour per identity and emotion) and, when both emotions are among the clips,
+    ``interpolation_<from>_<to>.png`` (:func:`interpolate_emotions` between the first clip of
+    each).
+
+    Args:
+        run: run directory of ``jean train-expression`` (``checkpoint.pt``; the emotion
+            features of the clips are cached in its ``features/``).
+        sources: MEAD roots / folders of MEAD-named clips
+            (:func:`jeancore.data.pairs.find_mead_clips`).
+        out: folder for the PNGs (written atomically).
+        config: :class:`ExpressionPlotConfig`.
+        identity: only this identity's clips (None: all).
+
+    Returns:
+        the PNG paths written.
+
+    Raises:
+        BadInputError: no clips (for ``identity``); an unreadable run.
+    """
+    from ..checkpoints import load_expression_model
+    from ..data.emotion import EMOTION_LABELS, load_emotion_cnn
+    from ..data.pairs import find_mead_clips
+    from ..errors import BadInputError
+    from .expression import clip_codes
+
+    config = config or ExpressionPlotConfig()
+    run, out = Path(run), Path(out)
+    model = load_expression_model(run / "checkpoint.pt")
+    clips = [c for src in sources for c in find_mead_clips(src)
+             if identity in (None, c.identity)]
+    if not clips:
+        raise BadInputError("no clips to plot" + (f" for identity {identity!r}"
+                                                  if identity else ""))
+    feats, e_e, e_l = {}, {}, {}
+    for c, f, lip, expr in clip_codes(model, clips, run / "features"):
+        key = f"{c.identity} {c.emotion}"
+        feats.setdefault(c.emotion, f)
+        e_e.setdefault(key, []).append(expr)
+        e_l.setdefault(key, []).append(lip)
+    m = config.method
+    made = [plot_code_embedding({k: np.concatenate(v) for k, v in e_e.items()},
+                                out / "expression_codes.png", method=m, title=f"e_e ({m})"),
+            plot_code_embedding({k: np.concatenate(v) for k, v in e_l.items()},
+                                out / "lip_codes.png", method=m, title=f"e_l ({m})")]
+    a, b = config.from_emotion, config.to_emotion
+    if a in feats and b in feats:
+        probs = interpolate_emotions(model, load_emotion_cnn(), feats[a], feats[b])
+        made.append(plot_interpolation(probs, EMOTION_LABELS, out / f"interpolation_{a}_{b}.png",
+                                       title=f"{a} -> {b}: emotion CNN on decoded features"))
+    return made

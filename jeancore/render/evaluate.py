@@ -19,7 +19,7 @@ import numpy as np
 
 from ..metrics import face as F
 
-__all__ = ["evaluate_self", "evaluate_cross", "format_table", "METRIC_INFO"]
+__all__ = ["evaluate_self", "evaluate_cross", "format_audio_lip", "format_table", "METRIC_INFO"]
 
 #: name -> (label, unit, "higher"/"lower" is better)
 METRIC_INFO = {
@@ -202,4 +202,19 @@ def format_table(results: dict) -> str:
                 continue
             arrow = "↑" if better == "higher" else "↓"
             lines.append(f"  {label:<{width}} {arrow}  {_fmt_value(name, res[name])}")
+    return "\n".join(lines)
+
+
+def format_audio_lip(results: dict) -> str:
+    """The audio-lip agreement lines of :func:`jeancore.render.run_eval.evaluate_run`'s result
+    (``self`` / ``cross`` -> ``audio_lip``, ``audio_lip_ground_truth``): top-1 and top-5
+    against chance, one line each that was computed (no trailing newline)."""
+    lines = []
+    for name, key in (("self", "audio_lip"), ("self", "audio_lip_ground_truth"),
+                      ("cross", "audio_lip")):
+        r = results.get(name, {}).get(key)
+        if r and r.get("top1") is not None:
+            lines.append(f"{name}: {key} (jeancore's audio/landmark encoders, not SyncNet): "
+                         f"top-1 {r['top1']:.3f}, top-5 {r['top5']:.3f} among "
+                         f"{r['n_candidates']} frames (chance {r['chance_top1']:.3f})")
     return "\n".join(lines)

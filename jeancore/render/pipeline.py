@@ -18,13 +18,41 @@ from pathlib import Path
 
 import numpy as np
 
+from .._config import with_settings
 from ..errors import BadInputError, ConfigError
 
-__all__ = ["RenderResult", "grid_indices", "render", "render_grid", "resolve_dataset"]
+__all__ = ["BACKGROUNDS", "RenderConfig", "RenderResult", "grid_indices", "render",
+           "render_grid", "resolve_dataset"]
 
 log = logging.getLogger("jeancore.render")
 
 FPS = 25.0
+
+BACKGROUNDS = ("white", "dataset")
+"""The values of :attr:`RenderConfig.background`."""
+
+
+@dataclasses.dataclass
+class RenderConfig:
+    """Settings of :func:`render` (``jean render``)."""
+
+    background: str = "white"
+    """'white' (JEAN's inference setting) or 'dataset' (the training background)."""
+    size: int | None = None
+    """Output side in pixels (even, for H.264; None: the dataset's)."""
+    fit: str = "pingpong"
+    """How shorter expression / pose sequences are extended: 'pingpong', 'loop' or 'hold'
+    (longer ones are cut)."""
+    max_seconds: float | None = None
+    """Use only the first seconds of the audio (None: all of it)."""
+    device: str = "auto"
+    """Torch device: 'auto' (CUDA when available), 'cpu', 'cuda', ..."""
+    grid: bool = True
+    """Write the frame grid (expression source | output) beside the video."""
+    grid_rows: int = 6
+    """Rows of the frame grid."""
+    chunk_rays: int = 16384
+    """Rays per network pass (bounds memory)."""
 
 
 @dataclasses.dataclass
@@ -105,11 +133,9 @@ def render_grid(source_frames, output_frames) -> np.ndarray:
     return np.concatenate(rows, axis=0)
 
 
-def render(run_dir, audio, expression, pose="dataset", out="render.mp4", *, dataset=None,
-           background: str = "white", size: int | None = None, fit: str = "pingpong",
-           device: str = "auto", grid: bool = True, grid_rows: int = 6,
-           max_seconds: float | None = None, chunk_rays: int = 16384, run=None,
-           progress: bool = True) -> RenderResult:
+def render(run_dir, audio, expression, pose="dataset", out="render.mp4",
+           config: RenderConfig | None = None, *, dataset=None, run=None,
+           progress: bool = True, **settings) -> RenderResult:
     """Render a trained NeRF driven by speech, an expression video and a head-pose source.
 
     Args:
@@ -124,17 +150,11 @@ def render(run_dir, audio, expression, pose="dataset", out="render.mp4", *, data
             dataset folder, or a video (tracked, its head motion retargeted onto the training
             camera); see :func:`jeancore.render.sources.head_poses`.
         out: output .mp4 path; the grid goes beside it as ``<stem>_grid.png``.
+        config: :class:`RenderConfig` (background, size, fit, max_seconds, device, grid,
+            grid_rows, chunk_rays); default: its defaults.
         dataset: the training dataset folder (default: the one recorded in the run).
-        background: ``"white"`` (JEAN's inference setting) or ``"dataset"`` (the training
-            background).
-        size: output side in pixels (even; default: the dataset's).
-        fit: how shorter expression / pose sequences are extended: ``pingpong``, ``loop`` or
-            ``hold`` (longer ones are cut).
-        device: ``"auto"`` (CUDA when available), ``"cpu"`` or a torch device.
-        grid, grid_rows: write the frame grid, with this many rows.
-        max_seconds: use only the first seconds of the audio.
-        chunk_rays: rays per network pass (bounds memory).
         progress: progress bar (frames/s).
+        settings: fields of :class:`RenderConfig` to change (e.g. ``size=256``).
 
     Returns:
         :class:`RenderResult`.
@@ -143,7 +163,8 @@ def render(run_dir, audio, expression, pose="dataset", out="render.mp4", *, data
         BadInputError: a missing or unreadable source, audio without sound, an expression
             video without a face, a pose source that cannot be used, a run whose dataset is
             gone (pass ``dataset``). Nothing is written then.
-        ConfigError: bad settings (output not .mp4, odd size, unknown fit mode/background).
+        ConfigError: bad settings (output not .mp4, odd size, unknown fit mode/background,
+            unknown setting).
     """
     import torch
     from tqdm.auto import tqdm
@@ -153,12 +174,14 @@ def render(run_dir, audio, expression, pose="dataset", out="render.mp4", *, data
     from .sources import FIT_MODES, audio_windows, expression_source, fit_length, head_poses
 
     t0 = time.perf_counter()
+    cfg = with_settings(RenderConfig, config, settings)
+    background, size, fit, device = cfg.background, cfg.size, cfg.fit, cfg.device
     out = Path(out)
     if out.suffix.lower() != ".mp4":
         raise ConfigError(f"output must be an .mp4 file, got {str(out)!r}")
     if fit not in FIT_MODES:
         raise ConfigError(f"fit must be one of {FIT_MODES}, got {fit!r}")
-    if background not in ("white", "dataset"):
+    if background not in BACKGROUNDS:
         raise ConfigError(f"background must be 'white' or 'dataset', got {background!r}")
     if size is not None and (int(size) < 2 or int(size) % 2):
         raise ConfigError(f"size must be an even number of pixels >= 2 (H.264), got {size}")
@@ -175,7 +198,7 @@ def render(run_dir, audio, expression, pose="dataset", out="render.mp4", *, data
     if side % 2:
         raise ConfigError(f"the dataset's size {side} is odd; pass an even --size for H.264")
 
-    windows, wav = audio_windows(audio, root, FPS, max_seconds=max_seconds, return_wav=True)
+    windows, wav = audio_windows(audio, root, FPS, max_seconds=cfg.max_seconds, return_wav=True)
     n = len(windows)
     log.info("audio %s: %d frames (%.2f s)", audio, n, n / FPS)
     src = expression_source(expression, FPS, max_frames=n, progress=progress)
@@ -185,7 +208,7 @@ def render(run_dir, audio, expression, pose="dataset", out="render.mp4", *, data
     poses = head_poses(root if pose == "dataset" else pose, n, dataset=root, fps=FPS, mode=fit,
                        progress=progress)
 
-    keep = set(grid_indices(n, grid_rows).tolist()) if grid else set()
+    keep = set(grid_indices(n, cfg.grid_rows).tolist()) if cfg.grid else set()
     kept = {}
     bar = tqdm(total=n, desc="render", unit="frame", disable=not progress, dynamic_ncols=True)
     t_render = [0.0]
@@ -193,7 +216,7 @@ def render(run_dir, audio, expression, pose="dataset", out="render.mp4", *, data
     def frames():
         k = 0
         it = run.render_frames(poses, windows, codes, size=side, background=background,
-                               chunk_rays=chunk_rays)
+                               chunk_rays=cfg.chunk_rays)
         while True:
             ts = time.perf_counter()
             img = next(it, None)
@@ -211,7 +234,7 @@ def render(run_dir, audio, expression, pose="dataset", out="render.mp4", *, data
     finally:
         bar.close()
     grid_path = None
-    if grid:
+    if cfg.grid:
         grid_path = out.with_name(out.stem + "_grid.png")
         idx = sorted(kept)
         save_image(grid_path, render_grid(crops[idx], np.stack([kept[i] for i in idx])))

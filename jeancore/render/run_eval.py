@@ -16,15 +16,17 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from pathlib import Path
 
 import numpy as np
 
+from .._config import with_settings
 from ..errors import BadInputError
 
-__all__ = ["evaluate_run"]
+__all__ = ["EvaluateConfig", "evaluate_run"]
 
 log = logging.getLogger("jeancore.render")
 
@@ -37,25 +39,35 @@ def _resize(frames: np.ndarray, size: int) -> np.ndarray:
     return np.stack([cv2.resize(f, (size, size), interpolation=cv2.INTER_AREA) for f in frames])
 
 
-def evaluate_run(run_dir, *, dataset=None, audio=None, expression=None, out=None,
-                 size: int | None = None, max_frames: int | None = None, device: str = "auto",
-                 audio_model=None, lpips_weights=None, syncnet_weights=None, run=None,
-                 progress: bool = True) -> dict:
+@dataclasses.dataclass
+class EvaluateConfig:
+    """Settings of :func:`evaluate_run` (``jean evaluate``)."""
+
+    size: int | None = None
+    """Rendering side in pixels (None: the dataset's); the ground truth is resized to it."""
+    max_frames: int | None = None
+    """Evaluate at most this many frames per setting (evenly spaced for the self-driven
+    validation frames; the first ones for cross-driven; None: all)."""
+    device: str = "auto"
+    """Torch device: 'auto' (CUDA when available), 'cpu', 'cuda', ..."""
+
+
+def evaluate_run(run_dir, config: EvaluateConfig | None = None, *, dataset=None, audio=None,
+                 expression=None, out=None, audio_model=None, lpips_weights=None,
+                 syncnet_weights=None, run=None, progress: bool = True, **settings) -> dict:
     """Self-driven (and, with ``audio`` and ``expression``, cross-driven) evaluation.
 
     Args:
         run_dir: a ``jean train`` run (ignored when ``run``, a loaded NerfRun, is given).
         dataset: its training dataset folder (default: the one recorded in the run).
         audio, expression: speech file and face video of the cross-driven test (both or none).
+        config: :class:`EvaluateConfig` (size, max_frames, device); default: its defaults.
         out: JSON file to write (atomically), or None.
-        size: rendering side in pixels (default: the dataset's); ground truth is resized.
-        max_frames: evaluate at most this many frames per setting (evenly spaced for the
-            self-driven validation frames; the first ones for cross-driven).
-        device: ``"auto"``, ``"cpu"`` or a torch device.
         audio_model: encoders of the audio-lip score (default: the shipped generic ones).
         lpips_weights, syncnet_weights: optional weight files (see docs/evaluation.md);
             without them LPIPS and LSE-C are reported unavailable, never 0.
         progress: progress bars.
+        settings: fields of :class:`EvaluateConfig` to change (e.g. ``max_frames=12``).
 
     Returns:
         dict: ``self`` (metrics of :func:`~jeancore.render.evaluate_self` +
@@ -66,6 +78,7 @@ def evaluate_run(run_dir, *, dataset=None, audio=None, expression=None, out=None
     Raises:
         BadInputError: only one of audio / expression, a missing source, a run whose dataset
             is gone, a dataset without audio features.
+        ConfigError: an unknown setting.
     """
     import torch
     from tqdm.auto import tqdm
@@ -80,6 +93,8 @@ def evaluate_run(run_dir, *, dataset=None, audio=None, expression=None, out=None
     from .pipeline import FPS, resolve_dataset
     from .sources import audio_windows, expression_source, fit_length
 
+    cfg = with_settings(EvaluateConfig, config, settings)
+    size, max_frames, device = cfg.size, cfg.max_frames, cfg.device
     if (audio is None) != (expression is None):
         raise BadInputError("the cross-driven test needs both --audio and --expression")
     t0 = time.perf_counter()

@@ -1,0 +1,7 @@
+"""``python -m jeancore.cli ...`` (e.g. under ``torchrun -m jeancore.cli train-audio ...``)."""
+
+import sys
+
+from . import main
+
+sys.exit(main())
