@@ -23,7 +23,7 @@ from jeancore.train import preset_config, train_nerf
 
 # a small grid backbone on 8 s of Obama at 64 px (CPU, CI); the cpu preset's sizes are larger
 GRID_SMALL = dict(n_levels=8, features_per_level=2, log2_table_size=12, base_resolution=8,
-                  max_resolution=128, hidden=32, color_hidden=32, occupancy_resolution=32, density_offset=5.0,
+                  max_resolution=128, hidden=32, color_hidden=32, occupancy_resolution=32, occupancy_alpha=0.002,
                   occupancy_start=32, n_steps=64)
 GRID_LEARN = dict(backbone="grid", iters=150, resolution=64, n_rays=1024, lr=5e-3,
                   lr_final=1e-3, val_every=0, val_frames=2, log_every=10, checkpoint_every=50,

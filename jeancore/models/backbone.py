@@ -190,7 +190,7 @@ class Backbone(nn.Module):
         return [{"params": list(self.parameters()), "lr": lr}]
 
     def observe_cameras(self, camera_to_head: torch.Tensor, intrinsics, size: int, near: float,
-                        far: float) -> None:
+                        far: float, masks: torch.Tensor | None = None) -> None:
         """Called once before training with the training frames' cameras (default: nothing),
         e.g. to mark space that no training camera sees as never occupied.
 
@@ -198,6 +198,7 @@ class Backbone(nn.Module):
             camera_to_head: float [T, 4, 4] camera-to-head transforms (OpenGL axes, dm).
             intrinsics: (fx, fy, cx, cy) in pixels at ``size``.
             size: image side (pixels). near, far: z-depth bounds (decimetres).
+            masks: bool [T, size, size] head pixels of those frames, or None.
         """
 
     def before_step(self, step: int, ctx: StepContext) -> None:

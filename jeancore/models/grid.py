@@ -130,6 +130,13 @@ class GridConfig:
     """A cell is empty when one marching step through it would be less opaque than this
     (nerfacc's alpha threshold: density threshold -ln(1 - alpha) / step; capped by the grid's
     mean density)."""
+    hull_carving: bool = True
+    """Before training, cells outside the head masks' visual hull are never occupied
+    (:meth:`jeancore.ops.OccupancyGrid.mark_outside_masks`): the head's silhouette in every
+    training frame bounds it, so marching skips the empty box from the first step."""
+    hull_min_share: float = 0.9
+    """A cell stays in the hull when it projects into the (dilated) head mask in at least
+    this share of the training frames that see it (below 1: a few bad masks are tolerated)."""
     n_steps: int = 128
     """Marching steps across the head sphere's diameter: the step is 2 radius / n_steps."""
     density_offset: float = 3.0
@@ -171,6 +178,8 @@ class GridConfig:
             raise ConfigError(f"lr_encoding must be > 0, got {self.lr_encoding}")
         if not 0.0 <= self.occupancy_alpha < 1.0:
             raise ConfigError(f"occupancy_alpha must be in [0, 1), got {self.occupancy_alpha}")
+        if not 0.0 < self.hull_min_share <= 1.0:
+            raise ConfigError(f"hull_min_share must be in (0, 1], got {self.hull_min_share}")
         for name in ("min_weight", "early_stop"):
             if not 0.0 <= getattr(self, name) < 1.0:
                 raise ConfigError(f"{name} must be in [0, 1), got {getattr(self, name)}")
@@ -407,7 +416,13 @@ class GridBackbone(Backbone):
                               warmup_steps=self.config.occupancy_warmup,
                               generator=ctx.generator)
 
-    def observe_cameras(self, camera_to_head, intrinsics, size: int, near, far) -> None:
+    def observe_cameras(self, camera_to_head, intrinsics, size: int, near, far,
+                        masks=None) -> None:
         """Cells that no training camera sees are never occupied
-        (``OccupancyGrid.mark_invisible``, RAD-NeRF's ``mark_untrained_grid``)."""
+        (``OccupancyGrid.mark_invisible``, RAD-NeRF's ``mark_untrained_grid``); with
+        ``masks`` (bool [T, size, size], the head pixels) and ``hull_carving``, neither are the
+        cells outside the masks' visual hull (``OccupancyGrid.mark_outside_masks``)."""
         self.occupancy.mark_invisible(camera_to_head, intrinsics, (size, size), near, far)
+        if masks is not None and self.config.hull_carving:
+            self.occupancy.mark_outside_masks(masks, camera_to_head, intrinsics,
+                                              min_share=self.config.hull_min_share)

@@ -202,8 +202,9 @@ class NerfTrainer:
         self.backbone = build_backbone(config.backbone, config.backbone_config(), cond_dim,
                                        data.head_center, data.head_radius,
                                        audio_dim=config.audio_code_dim).to(device)
-        self.backbone.observe_cameras(data.camera_to_head[data.train_idx], data.intrinsics,
-                                      data.size, data.near, data.far)
+        self.backbone.observe_cameras(
+            data.camera_to_head[data.train_idx], data.intrinsics, data.size, data.near, data.far,
+            masks=None if data.head_mask is None else data.head_mask[data.train_idx])
         self.ray_ops = RayOps(config.ops)
         self.amp = bool(config.amp and device.type == "cuda")
         enc_params = list(self.conditioner.encoder.parameters())
