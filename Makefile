@@ -5,7 +5,8 @@
 #                    evaluate (VIDEO=..., AUDIO=..., EXPRESSION=... to use your own files)
 #   make test        set up everything on a fresh machine and run the test suite
 #   make install     set up and build/install jeancore only
-#   make bench       kernel benchmarks -> docs/benchmarks.md numbers (benchmarks/results/*.json)
+#   make bench       kernel benchmarks -> docs/benchmarks.md numbers (benchmarks/results/*.json);
+#                    BENCH_DATA=<preprocessed clip> adds the marching benchmark on a real head
 #   make cuda-check  compile-only CUDA build against torch 2.14.1 (CUDA 13.0) in ./.venv-cuda
 #
 # Variables: PYTHON (python3), TORCH_SPEC (torch==2.13.0, used only if torch is missing),
@@ -53,10 +54,17 @@ demo: install
 	$(VPY) examples/demo.py --video "$(VIDEO)" --audio "$(AUDIO)" \
 	  --expression "$(EXPRESSION)" $(if $(DEMO_OUT),--out "$(DEMO_OUT)")
 
+# BENCH_DATA: a folder written by `jean preprocess` (the head the marching benchmark uses)
+BENCH_DATA ?=
+
 bench: install
 	$(VPY) benchmarks/bench_ops.py
 	$(VPY) benchmarks/bench_dtw.py
 	$(VPY) benchmarks/bench_preprocess.py
+	$(VPY) benchmarks/bench_encoding.py
+	$(VPY) benchmarks/bench_contention.py
+	@if [ -n "$(BENCH_DATA)" ]; then $(VPY) benchmarks/bench_marching.py "$(BENCH_DATA)"; \
+	  else echo "bench_marching.py skipped: set BENCH_DATA to a preprocessed clip (jean preprocess)"; fi
 
 # Compile-only check of the CUDA kernels (no GPU needed): CUDA torch 2.14.1 from local disk.
 cuda-check:

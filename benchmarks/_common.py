@@ -95,3 +95,17 @@ class CpuPeakMemory:
         base = self._status("VmRSS:")
         fn()
         return self._status("VmHWM:") - base
+
+
+def peak_mb(fn, cuda: bool, cpu_mem: CpuPeakMemory | None) -> float | None:
+    """Peak memory fn() adds on top of what is allocated, in MB: the CUDA caching allocator's
+    peak, or the CPU resident-set high-water mark (cpu_mem; None when it is unavailable)."""
+    if cuda:
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        base = torch.cuda.memory_allocated()
+        fn()
+        torch.cuda.synchronize()
+        return (torch.cuda.max_memory_allocated() - base) / 2 ** 20
+    m = cpu_mem.measure(fn) if cpu_mem is not None else None
+    return None if m is None else m / 2 ** 20

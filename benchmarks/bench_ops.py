@@ -23,7 +23,7 @@ import torch
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "benchmarks"))
-from _common import CpuPeakMemory, machine_info, median_time  # noqa: E402
+from _common import CpuPeakMemory, machine_info, median_time, peak_mb  # noqa: E402
 
 import jeancore.ops as ops  # noqa: E402
 from jeancore.ops import reference as ref  # noqa: E402
@@ -89,16 +89,6 @@ def main(argv=None) -> int:
     out_path = pathlib.Path(args.out or REPO / "benchmarks" / "results" / f"ops_{device.type}.json")
     cpu_mem = None  # created after all timings: it changes glibc's allocation policy
 
-    def peak_bytes(fn):
-        if cuda:
-            torch.cuda.synchronize()
-            torch.cuda.reset_peak_memory_stats()
-            base = torch.cuda.memory_allocated()
-            fn()
-            torch.cuda.synchronize()
-            return torch.cuda.max_memory_allocated() - base
-        return cpu_mem.measure(fn)
-
     rows, pending = [], []
     for n in args.rays:
         for s in args.samples:
@@ -116,9 +106,8 @@ def main(argv=None) -> int:
     # Peak memory after all timings (the CPU probe pins glibc's mmap threshold for the process).
     cpu_mem = None if cuda else CpuPeakMemory()
     for row, fast, slow in pending:
-        m_fast, m_ref = peak_bytes(fast), peak_bytes(slow)
-        row["fast_peak_mb"] = None if m_fast is None else m_fast / 2**20
-        row["ref_peak_mb"] = None if m_ref is None else m_ref / 2**20
+        m_fast, m_ref = peak_mb(fast, cuda, cpu_mem), peak_mb(slow, cuda, cpu_mem)
+        row["fast_peak_mb"], row["ref_peak_mb"] = m_fast, m_ref
         if m_fast and m_ref:
             row["memory_ratio"] = m_ref / m_fast
 

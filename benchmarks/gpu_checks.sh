@@ -3,13 +3,18 @@
 # kernel tests (CUDA against CPU and the references), time the ops and DTW against their
 # references, and measure the copy-bandwidth ceiling the kernel numbers are compared with.
 #
-#   bash benchmarks/gpu_checks.sh [OUT_DIR]
+#   bash benchmarks/gpu_checks.sh [OUT_DIR] [DATASET_DIR]
 #
+# DATASET_DIR (a folder written by `jean preprocess`) adds the occupancy-grid marching benchmark
+# on that head (bench_marching.py); without it that benchmark is skipped.
 # Needs: a CUDA build of torch, nvcc, CMake >= 3.26, ninja, scikit-build-core, pytest,
 # dtw-python (a wheel in .whl/ is installed to /tmp/site if it is missing).
-# Writes OUT_DIR/{build.log,tests.log,ops_cuda.json,dtw.json,bandwidth.json}.
+# Writes OUT_DIR/{build.log,tests.log,ops_cuda.json,dtw.json,bandwidth.json,encoding_cuda.json,
+# marching_cuda.json}. tiny-cuda-nn is timed beside the hash encoding when `tinycudann` imports
+# (a wheel in .whl/ is installed with the others; it cannot be built without network access).
 set -uo pipefail
 OUT="${1:-${OUT:-benchmarks/results}}"
+DATA="${2:-}"
 mkdir -p "$OUT"; OUT_ABS="$(cd "$OUT" && pwd)"
 export PYTHONUNBUFFERED=1
 PY="${PYTHON:-python3}"
@@ -48,6 +53,7 @@ EOF
 t0=$(date +%s)
 (cd python_tests && $PY -m pytest -q -p no:cacheprovider --maxfail=25 --timeout=300 \
    test_registration.py test_composite.py test_sampling.py test_dtw.py \
+   test_composite_packed.py test_encoding.py test_marching.py \
    -k "not real_speech" > "$OUT_ABS/tests.log" 2>&1)
 rc=$?
 tail -15 "$OUT/tests.log"
@@ -56,4 +62,14 @@ echo "kernel tests: rc=$rc, $(( $(date +%s) - t0 )) s"
 $PY benchmarks/bench_ops.py --device cuda --repeats 20 --rays 2048 8192 65536 \
   --samples 64 128 192 --out "$OUT/ops_cuda.json" 2>/dev/null | tail -40
 $PY benchmarks/bench_dtw.py --no-tslearn --out "$OUT/dtw.json" 2>&1 | tail -15
+$PY benchmarks/bench_encoding.py --device cuda --repeats 20 --log2-points 16 18 20 --grids "instant-ngp 3-D 16x2, 2^19" \
+  --out "$OUT/encoding_cuda.json" 2>/dev/null | tail -20
+if [ -n "$DATA" ]; then
+  $PY benchmarks/bench_marching.py "$DATA" --device cuda --repeats 20 --rays 8192 \
+    --out "$OUT/marching_cuda.json" 2>/dev/null | tail -25
+  $PY benchmarks/bench_marching.py "$DATA" --device cuda --repeats 20 --rays 65536 \
+    --out "$OUT/marching_cuda_65536.json" 2>/dev/null | tail -12
+else
+  echo "bench_marching.py skipped: no DATASET_DIR given"
+fi
 exit $rc

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Everything a lent GPU machine (NVIDIA H100/H200) is used for, in one call: the kernel checks
-# (build, CUDA tests, op and DTW benchmarks, copy bandwidth: gpu_checks.sh), then the NeRF:
+# (build, CUDA tests, op, DTW, hash-encoding and occupancy-grid marching benchmarks, copy
+# bandwidth: gpu_checks.sh, the marching one on DATASET_DIR's head), then the NeRF:
 # fused-vs-reference training throughput and a time-limited run of the full preset with its
 # validation PSNR curve (bench_nerf.py), then rendering speed and quality of that run on the
 # validation frames at the dataset's size (bench_render.py).
@@ -20,7 +21,7 @@ export PYTHONUNBUFFERED=1
 R="$OUT/r"; mkdir -p "$R"
 
 cd "$REPO"
-bash benchmarks/gpu_checks.sh "$R" 2>&1 | tail -30
+bash benchmarks/gpu_checks.sh "$R" "$DATA" 2>&1 | tail -80
 
 # A bad-shape call (1-D sigma) crashed the CUDA build under torch 2.11 (2026-12-01); each
 # variant in its own process, and a backtrace of the crash.

@@ -3,8 +3,10 @@
 // written once and used by both the CPU loops and the CUDA kernels.
 #pragma once
 
+#include <ATen/Parallel.h>
 #include <ATen/core/Tensor.h>
 #include <c10/util/Exception.h>
+#include <c10/util/FunctionRef.h>
 
 #include <algorithm>
 #include <cstdint>
@@ -13,8 +15,10 @@
 
 #if defined(__CUDACC__)
 #define JC_HD __host__ __device__ __forceinline__
+#define JC_UNROLL _Pragma("unroll")
 #else
 #define JC_HD inline
+#define JC_UNROLL _Pragma("GCC unroll 8")
 #endif
 
 namespace jeancore {
@@ -22,10 +26,51 @@ namespace jeancore {
 // Largest delta used for the last sample of a ray (NeRF / AD-NeRF: 1e10).
 constexpr double kLastDelta = 1e10;
 
-// Rays per at::parallel_for task for per-ray work of `work_per_ray` samples: about 4096
-// samples per task, enough to amortise scheduling.
-inline int64_t rays_per_task(int64_t work_per_ray) {
-  return std::max<int64_t>(1, 4096 / std::max<int64_t>(work_per_ray, 1));
+// Runs chunk(c) for c = 0 .. n_chunks - 1 on the calling thread and threads - 1 helpers from
+// torch's inter-op pool (csrc/parallel.cpp); returns when every chunk is done.
+void run_chunks(int64_t n_chunks, int64_t threads, c10::function_ref<void(int64_t)> chunk);
+// Whether the calling thread is running chunks of run_chunks (nested calls then run inline).
+bool in_chunks();
+
+// Runs f(begin, end) over consecutive chunks of [0, n) of `chunk` items each (the last one
+// shorter), on at::get_num_threads() threads (torch.set_num_threads applies). Built for machines
+// where other processes keep cores busy:
+//  * the chunks are claimed one at a time from a shared counter, so a thread that runs on a busy
+//    core claims fewer and the others take the rest (no fixed share per thread);
+//  * the helpers come from torch's inter-op pool and the caller works too, and the call returns
+//    when the chunks are done, without waiting for a helper that has not started: a helper the
+//    scheduler wakes late finds no work left. (at::parallel_for's OpenMP region ends with a
+//    barrier that waits for every thread of the team; with the other core busy that wait was
+//    one or more scheduler time slices per call: composite forward 8192 x 128 took 28 ms with
+//    2 threads against 3.5 ms with one; see docs/benchmarks.md);
+//  * waiting threads sleep (std::atomic wait, a futex) instead of spinning.
+// One thread, one chunk, or a call from inside a parallel region runs the chunks in order on
+// the calling thread. Each f call must only write what its own items own: the chunk -> thread
+// assignment varies from call to call.
+template <typename F>
+inline void parallel_chunks(int64_t n, int64_t chunk, const F& f) {
+  if (n <= 0) return;
+  chunk = std::max<int64_t>(chunk, 1);
+  const int64_t n_chunks = (n + chunk - 1) / chunk;
+  const int64_t threads = std::min<int64_t>(at::get_num_threads(), n_chunks);
+  auto run = [&](int64_t c) { f(c * chunk, std::min(n, (c + 1) * chunk)); };
+  if (threads <= 1 || in_chunks() || at::in_parallel_region()) {
+    for (int64_t c = 0; c < n_chunks; ++c) run(c);
+    return;
+  }
+  run_chunks(n_chunks, threads, run);
+}
+
+// Items per chunk of parallel_chunks for `n` items of `work_per_item` elementary steps (a
+// sample, a cell) each: about 4096 steps per chunk (a few microseconds), fewer when that
+// leaves less than 8 chunks per thread (so the dynamic claiming can balance the load), but
+// never under 2048 steps (a call with less work than that runs on the calling thread).
+inline int64_t chunk_for(int64_t n, int64_t work_per_item) {
+  const int64_t w = std::max<int64_t>(work_per_item, 1);
+  const int64_t by_work = std::max<int64_t>(1, 4096 / w);
+  const int64_t by_count = n / (8 * std::max<int64_t>(at::get_num_threads(), 1));
+  const int64_t floor_items = (2048 + w - 1) / w;
+  return std::max(floor_items, std::min(by_work, by_count));
 }
 
 inline std::string shape_str(const at::Tensor& t) {
@@ -74,6 +119,21 @@ inline void check_index(const at::Tensor& t, const char* name, int64_t n, const 
                     " but the other inputs are on ", like.device());
   TORCH_CHECK_VALUE(t.dim() == 1 && t.size(0) == n && t.is_contiguous(), name,
                     " must be a contiguous 1-D tensor of length ", n, ", got ", shape_str(t));
+}
+
+// Rays: rays_o, rays_d [N, 3] and near, far [N] of one float dtype and device; returns N.
+inline int64_t check_rays(const at::Tensor& rays_o, const at::Tensor& rays_d,
+                          const at::Tensor& near, const at::Tensor& far) {
+  check_float(rays_o, "rays_o", 2, rays_o);
+  const int64_t N = rays_o.size(0);
+  check_sizes(rays_o, "rays_o", {N, 3}, "[N, 3]");
+  check_float(rays_d, "rays_d", 2, rays_o);
+  check_sizes(rays_d, "rays_d", {N, 3}, "[N, 3] matching rays_o");
+  check_float(near, "near", 1, rays_o);
+  check_sizes(near, "near", {N}, "[N] matching rays_o [N, 3]");
+  check_float(far, "far", 1, rays_o);
+  check_sizes(far, "far", {N}, "[N] matching rays_o [N, 3]");
+  return N;
 }
 
 }  // namespace jeancore

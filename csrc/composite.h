@@ -29,6 +29,7 @@
 #include <cstring>
 #include <optional>
 #include <tuple>
+#include <utility>
 
 namespace jeancore {
 
@@ -101,27 +102,61 @@ JC_HD void transmittance_factors(int64_t base, int64_t len, int64_t S, const sca
   }
 }
 
-// Walks the foreground samples 0 .. S_fg - 1 of a ray in order, calling f(i, e_i, delta_i, T_i)
-// with T_i the transmittance before sample i; returns the transmittance after the last one.
-// Samples go in chunks of kChunk: first the chunk's transmittance factors (a loop without
-// loop-carried state, which vectorises on the CPU; float64 still calls libm's exp there), then
-// the accumulation. With exp calls inside the accumulating loop, every running sum was spilled
-// around each call, since all vector registers are caller-saved (measured ~3x slower). CPU code
-// uses kChunk = 64; on the GPU exp is inline and kChunk = 1 (no local array).
-template <typename scalar_t, int kChunk, typename F>
-JC_HD scalar_t walk_ray(int64_t S_fg, int64_t S, const scalar_t* sigma, const scalar_t* t,
-                        scalar_t dnorm, F&& f) {
+// Walks samples 0 .. n - 1 of a ray in order, calling f(i, e_i, delta_i, T_i) with T_i the
+// transmittance before sample i; returns the transmittance after the last sample walked.
+// factors(base, len, e, delta) fills the transmittance factors e and intervals delta of samples
+// base .. base + len - 1. Samples go in chunks of kChunk: first the chunk's factors (a loop
+// without loop-carried state, which vectorises on the CPU; float64 still calls libm's exp
+// there), then the accumulation. With exp calls inside the accumulating loop, every running
+// sum was spilled around each call, since all vector registers are caller-saved (measured ~3x
+// slower). CPU code uses kChunk = 64; on the GPU exp is inline and kChunk = 1 (no local array).
+// Early termination: the walk stops before the first sample i with T_i < stop_below (0: never)
+// and *n_walked (if given) receives the number of samples walked.
+template <typename scalar_t, int kChunk, typename Factors, typename F>
+JC_HD scalar_t walk_samples(int64_t n, scalar_t stop_below, Factors&& factors, F&& f,
+                            int64_t* n_walked = nullptr) {
   scalar_t e[kChunk], delta[kChunk];
   scalar_t T = 1;
-  for (int64_t base = 0; base < S_fg; base += kChunk) {
-    const int64_t len = S_fg - base < kChunk ? S_fg - base : kChunk;
-    transmittance_factors(base, len, S, sigma, t, dnorm, e, delta);
+  for (int64_t base = 0; base < n; base += kChunk) {
+    const int64_t len = n - base < kChunk ? n - base : kChunk;
+    factors(base, len, e, delta);
     for (int64_t k = 0; k < len; ++k) {
+      if (T < stop_below) {
+        if (n_walked != nullptr) *n_walked = base + k;
+        return T;
+      }
       f(base + k, e[k], delta[k], T);
       T *= e[k];
     }
   }
+  if (n_walked != nullptr) *n_walked = n;
   return T;
+}
+
+// The dense layout: foreground samples 0 .. S_fg - 1 of a ray of S depths t (composite()).
+template <typename scalar_t, int kChunk, typename F>
+JC_HD scalar_t walk_ray(int64_t S_fg, int64_t S, const scalar_t* sigma, const scalar_t* t,
+                        scalar_t dnorm, F&& f) {
+  return walk_samples<scalar_t, kChunk>(
+      S_fg, scalar_t(0),
+      [&](int64_t base, int64_t len, scalar_t* e, scalar_t* delta) {
+        transmittance_factors(base, len, S, sigma, t, dnorm, e, delta);
+      },
+      f);
+}
+
+// color = (c0, c1, c2) + bg_weight * bg (bg may be nullptr: no background term).
+template <typename scalar_t>
+JC_HD void store_color(scalar_t c0, scalar_t c1, scalar_t c2, scalar_t bg_weight,
+                       const scalar_t* bg, scalar_t* color) {
+  if (bg != nullptr) {
+    c0 += bg_weight * bg[0];
+    c1 += bg_weight * bg[1];
+    c2 += bg_weight * bg[2];
+  }
+  color[0] = c0;
+  color[1] = c1;
+  color[2] = c2;
 }
 
 template <typename scalar_t, int kChunk>
@@ -144,19 +179,10 @@ JC_HD void composite_ray_forward(int64_t S, const scalar_t* sigma, const scalar_
         weights[i] = w;
       });
   if (last_bg) {  // opaque background sample: all remaining transmittance
-    c0 += T * bg[0];
-    c1 += T * bg[1];
-    c2 += T * bg[2];
     D += T * t[S - 1];
     weights[S - 1] = T;
-  } else {
-    c0 += (scalar_t(1) - A) * bg[0];
-    c1 += (scalar_t(1) - A) * bg[1];
-    c2 += (scalar_t(1) - A) * bg[2];
   }
-  color[0] = c0;
-  color[1] = c1;
-  color[2] = c2;
+  store_color(c0, c1, c2, last_bg ? T : scalar_t(1) - A, bg, color);
   *depth = D;
   *opacity = A;
 }
@@ -221,6 +247,147 @@ JC_HD void composite_ray_backward(int64_t S, const scalar_t* sigma, const scalar
     g_bg[1] = gC[1] * (scalar_t(1) - opacity);
     g_bg[2] = gC[2] * (scalar_t(1) - opacity);
   }
+}
+
+// ---- packed samples (composite_packed) ------------------------------------------------------
+// Samples of all rays in one flat list, sorted by ray (nerfacc's layout): sample i belongs to
+// ray ray_indices[i] and covers [t_starts[i], t_ends[i]]. Per ray, over its samples in order:
+//   x_i = relu(sigma_i) max(t_end_i - t_start_i, 0),  alpha_i = 1 - exp(-x_i),
+//   T_i = prod_{j<i} exp(-x_j),  w_i = T_i alpha_i  (w_i = 0 for the samples after T < stop),
+//   color = sum w_i c_i + (1 - opacity) bg,  opacity = sum w_i,
+//   depth = sum w_i (t_start_i + t_end_i) / 2.
+// The backward is the dense one's (O(1) saved state per ray), with G_i = dL/dw_i
+//   = gC.c_i + gD mid_i + gA - gC.bg (+ gw_i), total = sum G_i w_i.
+
+// offsets [N + 1] of sorted ray indices: offsets[r] = first sample of ray r, offsets[N] = M.
+// Entry i of the scan (0 <= i <= M; i = M stands for a sentinel sample of ray N) writes
+// offsets[r] = i for prev < r <= cur, so every entry is written by exactly one i; runs on the
+// CPU (in parallel) and as one CUDA thread per i. Returns 1 for an index outside [0, N), 2 for
+// one smaller than its predecessor, 0 otherwise.
+JC_HD int packed_offsets_at(int64_t i, int64_t M, int64_t N, const int64_t* ray_indices,
+                            int64_t* offsets) {
+  const int64_t cur = i < M ? ray_indices[i] : N;
+  const int64_t prev = i > 0 ? ray_indices[i - 1] : -1;
+  if (i < M && (cur < 0 || cur >= N)) return 1;
+  if (cur < prev) return 2;
+  const int64_t lo = prev < -1 ? -1 : prev;  // prev out of range was reported by its own i
+  for (int64_t r = lo + 1; r <= cur && r <= N; ++r) offsets[r] = i;
+  return 0;
+}
+
+template <typename scalar_t>
+JC_HD void packed_factors(int64_t base, int64_t len, const scalar_t* sigma,
+                          const scalar_t* t_starts, const scalar_t* t_ends, scalar_t* e,
+                          scalar_t* delta) {
+  for (int64_t k = 0; k < len; ++k) {
+    const int64_t i = base + k;
+    const scalar_t dt = t_ends[i] - t_starts[i];
+    const scalar_t dl = dt > scalar_t(0) ? dt : scalar_t(0);
+    const scalar_t s = sigma[i] < scalar_t(0) ? scalar_t(0) : sigma[i];
+    delta[k] = dl;
+    e[k] = jc_exp(-(s * dl));
+  }
+}
+
+// One ray's samples (pointers already offset to its first sample, n of them). bg may be nullptr
+// (no background term).
+template <typename scalar_t, int kChunk>
+JC_HD void composite_packed_ray_forward(int64_t n, const scalar_t* sigma, const scalar_t* rgb,
+                                        const scalar_t* t_starts, const scalar_t* t_ends,
+                                        const scalar_t* bg, scalar_t stop, scalar_t* color,
+                                        scalar_t* opacity, scalar_t* depth, scalar_t* weights) {
+  scalar_t c0 = 0, c1 = 0, c2 = 0, D = 0, A = 0;
+  int64_t walked = 0;
+  walk_samples<scalar_t, kChunk>(
+      n, stop,
+      [&](int64_t base, int64_t len, scalar_t* e, scalar_t* delta) {
+        packed_factors<scalar_t>(base, len, sigma, t_starts, t_ends, e, delta);
+      },
+      [&](int64_t i, scalar_t e, scalar_t, scalar_t T_i) {
+        const scalar_t w = T_i * (scalar_t(1) - e);
+        A += w;
+        const scalar_t* c = rgb + 3 * i;
+        c0 += w * c[0];
+        c1 += w * c[1];
+        c2 += w * c[2];
+        D += w * (scalar_t(0.5) * (t_starts[i] + t_ends[i]));
+        weights[i] = w;
+      },
+      &walked);
+  for (int64_t i = walked; i < n; ++i) weights[i] = 0;  // after early termination
+  store_color(c0, c1, c2, scalar_t(1) - A, bg, color);
+  *opacity = A;
+  *depth = D;
+}
+
+// gw may be nullptr (the weights output received no gradient); bg may be nullptr. g_bg gets
+// dL/dbackground of this ray (gC (1 - opacity)), written even without a background.
+template <typename scalar_t, int kChunk>
+JC_HD void composite_packed_ray_backward(
+    int64_t n, const scalar_t* sigma, const scalar_t* rgb, const scalar_t* t_starts,
+    const scalar_t* t_ends, const scalar_t* bg, scalar_t stop, const scalar_t* color,
+    scalar_t opacity, scalar_t depth, const scalar_t* gC, scalar_t gA, scalar_t gD,
+    const scalar_t* gw, scalar_t* g_sigma, scalar_t* g_rgb, scalar_t* g_bg) {
+  const scalar_t gC_bg = bg != nullptr ? gC[0] * bg[0] + gC[1] * bg[1] + gC[2] * bg[2]
+                                       : scalar_t(0);
+  const scalar_t gA_fg = gA - gC_bg;
+  auto factors = [&](int64_t base, int64_t len, scalar_t* e, scalar_t* delta) {
+    packed_factors<scalar_t>(base, len, sigma, t_starts, t_ends, e, delta);
+  };
+  auto G_of = [&](int64_t i) {
+    const scalar_t* c = rgb + 3 * i;
+    return gC[0] * c[0] + gC[1] * c[1] + gC[2] * c[2] +
+           gD * (scalar_t(0.5) * (t_starts[i] + t_ends[i])) + gA_fg +
+           (gw != nullptr ? gw[i] : scalar_t(0));
+  };
+  scalar_t total;  // sum_i G_i w_i
+  if (gw == nullptr) {
+    total = gC[0] * color[0] + gC[1] * color[1] + gC[2] * color[2] - gC_bg + gD * depth +
+            gA * opacity;
+  } else {
+    total = 0;
+    walk_samples<scalar_t, kChunk>(n, stop, factors,
+                                   [&](int64_t i, scalar_t e, scalar_t, scalar_t T_i) {
+                                     total += G_of(i) * (T_i * (scalar_t(1) - e));
+                                   });
+  }
+  scalar_t prefix = 0;
+  int64_t walked = 0;
+  walk_samples<scalar_t, kChunk>(
+      n, stop, factors,
+      [&](int64_t i, scalar_t e, scalar_t delta, scalar_t T_i) {
+        const scalar_t w = T_i * (scalar_t(1) - e);
+        const scalar_t T_next = T_i * e;
+        const scalar_t G = G_of(i);
+        prefix += G * w;
+        // After the ray's last sample (or the last one before termination) nothing follows.
+        const bool last = i == n - 1 || T_next < stop;
+        const scalar_t suffix = last ? scalar_t(0) : total - prefix;
+        g_sigma[i] = sigma[i] <= scalar_t(0) ? scalar_t(0) : delta * (G * T_next - suffix);
+        scalar_t* gr = g_rgb + 3 * i;
+        gr[0] = gC[0] * w;
+        gr[1] = gC[1] * w;
+        gr[2] = gC[2] * w;
+      },
+      &walked);
+  for (int64_t i = walked; i < n; ++i) {
+    g_sigma[i] = 0;
+    g_rgb[3 * i] = g_rgb[3 * i + 1] = g_rgb[3 * i + 2] = 0;
+  }
+  g_bg[0] = gC[0] * (scalar_t(1) - opacity);
+  g_bg[1] = gC[1] * (scalar_t(1) - opacity);
+  g_bg[2] = gC[2] * (scalar_t(1) - opacity);
+}
+
+// The sample range [start, end) of ray r from offsets, clamped into [0, M] (the CUDA kernels
+// do not read offsets back to the host to check them).
+JC_HD void packed_range(const int64_t* offsets, int64_t r, int64_t M, int64_t* start,
+                        int64_t* end) {
+  int64_t a = offsets[r], b = offsets[r + 1];
+  a = a < 0 ? 0 : (a > M ? M : a);
+  b = b < a ? a : (b > M ? M : b);
+  *start = a;
+  *end = b;
 }
 
 // ---- validation shared by the CPU and CUDA entry points --------------------------------------
@@ -313,5 +480,102 @@ inline CompositeGrads composite_backward_prepare(
                         opacity);
   return {at::empty_like(sigma), at::empty_like(rgb), at::empty_like(background)};
 }
+
+// ---- validation of composite_packed (both devices) -------------------------------------------
+// The per-sample inputs, the background and early_stop.
+inline void check_packed_samples(const at::Tensor& sigma, const at::Tensor& rgb,
+                                 const at::Tensor& t_starts, const at::Tensor& t_ends,
+                                 int64_t n_rays, const std::optional<at::Tensor>& background,
+                                 double early_stop) {
+  check_float(sigma, "sigma", 1, sigma);
+  const int64_t M = sigma.size(0);
+  check_float(rgb, "rgb", 2, sigma);
+  check_sizes(rgb, "rgb", {M, 3}, "[M, 3] matching sigma [M]");
+  check_float(t_starts, "t_starts", 1, sigma);
+  check_sizes(t_starts, "t_starts", {M}, "[M] matching sigma");
+  check_float(t_ends, "t_ends", 1, sigma);
+  check_sizes(t_ends, "t_ends", {M}, "[M] matching sigma");
+  TORCH_CHECK_VALUE(n_rays >= 0, "n_rays must be >= 0, got ", n_rays);
+  if (background.has_value()) {
+    check_float(*background, "background", 2, sigma);
+    check_sizes(*background, "background", {n_rays, 3}, "[n_rays, 3]");
+  }
+  TORCH_CHECK_VALUE(early_stop >= 0.0 && early_stop < 1.0,
+                    "early_stop must be in [0, 1) (a transmittance), got ", early_stop);
+}
+
+inline void raise_packed_index_error(int code) {
+  TORCH_CHECK_VALUE(code != 1, "ray_indices must be in [0, n_rays)");
+  TORCH_CHECK_VALUE(code != 2,
+                    "ray_indices must be sorted (the samples of each ray together, rays in "
+                    "ascending order), as march_rays returns them");
+}
+
+using PackedOut = std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor>;
+
+// Allocates (color [N,3], opacity [N], depth [N], weights [M], offsets [N+1] int64).
+inline PackedOut composite_packed_outputs(const at::Tensor& sigma, int64_t M, int64_t N) {
+  return {at::empty({N, 3}, sigma.options()), at::empty({N}, sigma.options()),
+          at::empty({N}, sigma.options()), at::empty({M}, sigma.options()),
+          at::empty({N + 1}, sigma.options().dtype(at::kLong))};
+}
+
+// Validates the backward's inputs and allocates (grad_sigma [M], grad_rgb [M,3], grad_bg [N,3]).
+inline CompositeGrads composite_packed_backward_prepare(
+    const at::Tensor& grad_color, const at::Tensor& grad_opacity, const at::Tensor& grad_depth,
+    const std::optional<at::Tensor>& grad_weights, const at::Tensor& sigma,
+    const at::Tensor& rgb, const at::Tensor& t_starts, const at::Tensor& t_ends,
+    const at::Tensor& offsets, const std::optional<at::Tensor>& background,
+    const at::Tensor& color, const at::Tensor& opacity, const at::Tensor& depth,
+    double early_stop) {
+  check_float(sigma, "sigma", 1, sigma);
+  const int64_t M = sigma.size(0);
+  TORCH_CHECK_VALUE(offsets.dim() == 1 && offsets.size(0) >= 1,
+                    "offsets must be [n_rays + 1], got ", shape_str(offsets));
+  const int64_t N = offsets.size(0) - 1;
+  check_index(offsets, "offsets", N + 1, sigma);
+  check_packed_samples(sigma, rgb, t_starts, t_ends, N, background, early_stop);
+  check_float(grad_color, "grad_color", 2, sigma);
+  check_sizes(grad_color, "grad_color", {N, 3}, "[N, 3]");
+  check_float(color, "color", 2, sigma);
+  check_sizes(color, "color", {N, 3}, "[N, 3]");
+  for (auto [t, name] : {std::pair<const at::Tensor*, const char*>{&grad_opacity, "grad_opacity"},
+                         {&grad_depth, "grad_depth"}, {&opacity, "opacity"}, {&depth, "depth"}}) {
+    check_float(*t, name, 1, sigma);
+    check_sizes(*t, name, {N}, "[N]");
+  }
+  if (grad_weights.has_value()) {
+    check_float(*grad_weights, "grad_weights", 1, sigma);
+    check_sizes(*grad_weights, "grad_weights", {M}, "[M]");
+  }
+  return {at::empty_like(sigma), at::empty_like(rgb), at::empty({N, 3}, sigma.options())};
+}
+
+PackedOut composite_packed_forward_cpu(const at::Tensor& sigma, const at::Tensor& rgb,
+                                       const at::Tensor& t_starts, const at::Tensor& t_ends,
+                                       const at::Tensor& ray_indices, int64_t n_rays,
+                                       const std::optional<at::Tensor>& background,
+                                       double early_stop);
+CompositeGrads composite_packed_backward_cpu(
+    const at::Tensor& grad_color, const at::Tensor& grad_opacity, const at::Tensor& grad_depth,
+    const std::optional<at::Tensor>& grad_weights, const at::Tensor& sigma,
+    const at::Tensor& rgb, const at::Tensor& t_starts, const at::Tensor& t_ends,
+    const at::Tensor& offsets, const std::optional<at::Tensor>& background,
+    const at::Tensor& color, const at::Tensor& opacity, const at::Tensor& depth,
+    double early_stop);
+#ifdef JEANCORE_WITH_CUDA
+PackedOut composite_packed_forward_cuda(const at::Tensor& sigma, const at::Tensor& rgb,
+                                        const at::Tensor& t_starts, const at::Tensor& t_ends,
+                                        const at::Tensor& ray_indices, int64_t n_rays,
+                                        const std::optional<at::Tensor>& background,
+                                        double early_stop);
+CompositeGrads composite_packed_backward_cuda(
+    const at::Tensor& grad_color, const at::Tensor& grad_opacity, const at::Tensor& grad_depth,
+    const std::optional<at::Tensor>& grad_weights, const at::Tensor& sigma,
+    const at::Tensor& rgb, const at::Tensor& t_starts, const at::Tensor& t_ends,
+    const at::Tensor& offsets, const std::optional<at::Tensor>& background,
+    const at::Tensor& color, const at::Tensor& opacity, const at::Tensor& depth,
+    double early_stop);
+#endif
 
 }  // namespace jeancore

@@ -138,6 +138,52 @@ inline DtwOut dtw_outputs(const at::Tensor& cost, int64_t B, int64_t max_path_le
           at::full({B, max_path_length, 2}, -1, cost.options().dtype(at::kLong)),
           at::empty({B}, cost.options().dtype(at::kLong))};
 }
+// ---- local cost matrices (the DP's input), computed with ATen (BLAS) ops ------------------------
+enum DtwMetric : int64_t { kEuclidean = 0, kSqEuclidean = 1, kCosine = 2 };
+
+// Writes the local cost of frames x [n, D] (or [B, n, D]) against y [m, D] ([B, m, D]) into out
+// [n, m] ([B, n, m]): |x - y| (euclidean), |x - y|^2 (from |x|^2 + |y|^2 - 2 x.y, clamped at 0)
+// or 1 - x.y / (|x| |y|) (cosine; a zero vector is orthogonal to everything), as
+// scipy.spatial.distance.cdist (dtw-python's local distance). One (b)addmm plus in-place passes.
+void local_cost_into(at::Tensor& out, const at::Tensor& x, const at::Tensor& y, int64_t metric);
+
+inline void check_local_cost_inputs(const at::Tensor& x, const at::Tensor& y,
+                                    const at::Tensor& x_lengths, const at::Tensor& y_lengths,
+                                    int64_t metric) {
+  check_float(x, "x", 3, x);
+  check_float(y, "y", 3, x);
+  const int64_t B = x.size(0);
+  TORCH_CHECK_VALUE(y.size(0) == B && y.size(2) == x.size(2), "y must be [B, M, D] matching x ",
+                    shape_str(x), ", got ", shape_str(y));
+  for (auto [t, name, full] : {std::tuple<const at::Tensor*, const char*, int64_t>{
+                                   &x_lengths, "x_lengths", x.size(1)},
+                               {&y_lengths, "y_lengths", y.size(1)}}) {
+    TORCH_CHECK_TYPE(t->scalar_type() == at::kLong, name, " must be int64");
+    TORCH_CHECK_VALUE(t->device().is_cpu() && t->dim() == 1 && t->size(0) == B, name,
+                      " must be a CPU tensor [B] (B = ", B, "), got ", shape_str(*t));
+    const at::Tensor c = t->contiguous();
+    const int64_t* v = c.data_ptr<int64_t>();
+    for (int64_t b = 0; b < B; ++b) {
+      TORCH_CHECK_VALUE(v[b] >= 1 && v[b] <= full, name, "[", b, "] = ", v[b],
+                        " is outside [1, ", full, "]");
+    }
+  }
+  TORCH_CHECK_VALUE(metric >= kEuclidean && metric <= kCosine,
+                    "metric must be 0 (euclidean), 1 (sqeuclidean) or 2 (cosine), got ", metric);
+}
+
+// (cost, offsets [B], row_stride [B]) in the packed layout of the dtw operator, on x's device.
+// CPU: one block per pair ([n_b, m_b], no padding), the pairs in parallel; CUDA: the padded
+// batch [B, N, M] from one batched matmul.
+using DtwCost = std::tuple<at::Tensor, at::Tensor, at::Tensor>;
+DtwCost dtw_local_cost_cpu(const at::Tensor& x, const at::Tensor& y, const at::Tensor& x_lengths,
+                           const at::Tensor& y_lengths, int64_t metric);
+#ifdef JEANCORE_WITH_CUDA
+DtwCost dtw_local_cost_cuda(const at::Tensor& x, const at::Tensor& y,
+                            const at::Tensor& x_lengths, const at::Tensor& y_lengths,
+                            int64_t metric);
+#endif
+
 DtwOut dtw_cpu(const at::Tensor& cost, const at::Tensor& offsets, const at::Tensor& row_stride,
                const at::Tensor& x_lengths, const at::Tensor& y_lengths, int64_t step_pattern,
                int64_t window, int64_t max_path_length);

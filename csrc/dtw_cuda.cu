@@ -5,6 +5,8 @@
 // the same code as the CPU path (dtw.h).
 #include "dtw.h"
 
+#include <ATen/ATen.h>
+
 #include <ATen/Dispatch.h>
 #include <ATen/ops/empty.h>
 #include <ATen/ops/full.h>
@@ -109,6 +111,19 @@ DtwOut dtw_cuda(const at::Tensor& cost, const at::Tensor& offsets, const at::Ten
     C10_CUDA_KERNEL_LAUNCH_CHECK();
   });
   return out;
+}
+
+DtwCost dtw_local_cost_cuda(const at::Tensor& x, const at::Tensor& y,
+                            const at::Tensor& x_lengths, const at::Tensor& y_lengths,
+                            int64_t metric) {
+  const c10::cuda::CUDAGuard guard(x.device());
+  check_local_cost_inputs(x, y, x_lengths, y_lengths, metric);
+  const int64_t B = x.size(0), N = x.size(1), M = y.size(1);
+  at::Tensor cost = at::empty({B, N, M}, x.options());
+  local_cost_into(cost, x, y, metric);
+  const at::Tensor offsets = at::arange(B, x_lengths.options()) * (N * M);
+  return {cost.view({-1}), offsets.to(x.device()),
+          at::full({B}, M, x_lengths.options()).to(x.device())};
 }
 
 }  // namespace jeancore

@@ -22,7 +22,7 @@ SampleOut sample_along_rays_cpu(const at::Tensor& rays_o, const at::Tensor& rays
     const scalar_t* jt = jitter.has_value() ? jitter->data_ptr<scalar_t>() : nullptr;
     scalar_t* ot = t.data_ptr<scalar_t>();
     scalar_t* op = points.data_ptr<scalar_t>();
-    at::parallel_for(0, N, rays_per_task(S), [&](int64_t begin, int64_t end) {
+    parallel_chunks(N, chunk_for(N, S), [&](int64_t begin, int64_t end) {
       for (int64_t r = begin; r < end; ++r) {
         for (int64_t i = 0; i < S; ++i) {
           const int64_t k = r * S + i;
@@ -46,7 +46,7 @@ at::Tensor sample_pdf_cpu(const at::Tensor& bins, const at::Tensor& weights, con
     const scalar_t* w = weights.data_ptr<scalar_t>();
     const scalar_t* uu = u.data_ptr<scalar_t>();
     scalar_t* o = out.data_ptr<scalar_t>();
-    at::parallel_for(0, N, rays_per_task(S + n), [&](int64_t begin, int64_t end) {
+    parallel_chunks(N, chunk_for(N, S + n), [&](int64_t begin, int64_t end) {
       for (int64_t r = begin; r < end; ++r) {
         sample_pdf_ray<scalar_t>(S, n, b + r * (S + 1), w + r * S, uu + r * u_stride, o + r * n);
       }

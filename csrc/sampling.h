@@ -87,15 +87,7 @@ JC_HD void sample_pdf_ray(int64_t S, int64_t n, const scalar_t* bins, const scal
 inline void check_sample_inputs(const at::Tensor& rays_o, const at::Tensor& rays_d,
                                 const at::Tensor& near, const at::Tensor& far, int64_t n_samples,
                                 const std::optional<at::Tensor>& jitter) {
-  check_float(rays_o, "rays_o", 2, rays_o);
-  const int64_t N = rays_o.size(0);
-  check_sizes(rays_o, "rays_o", {N, 3}, "[N, 3]");
-  check_float(rays_d, "rays_d", 2, rays_o);
-  check_sizes(rays_d, "rays_d", {N, 3}, "[N, 3] matching rays_o");
-  check_float(near, "near", 1, rays_o);
-  check_sizes(near, "near", {N}, "[N] matching rays_o [N, 3]");
-  check_float(far, "far", 1, rays_o);
-  check_sizes(far, "far", {N}, "[N] matching rays_o [N, 3]");
+  const int64_t N = check_rays(rays_o, rays_d, near, far);
   TORCH_CHECK_VALUE(n_samples >= 1, "n_samples must be >= 1, got ", n_samples);
   if (jitter.has_value()) {
     check_float(*jitter, "jitter", 2, rays_o);

@@ -10,7 +10,9 @@ import jeancore.ops as ops
 from jeancore import _C
 from jeancore.ops.reference import composite_reference
 
-OP_NAMES = ["sample_along_rays", "sample_pdf", "composite_forward", "composite_backward", "dtw"]
+OP_NAMES = ["sample_along_rays", "sample_pdf", "composite_forward", "composite_backward", "dtw", "dtw_local_cost",
+            "composite_packed_forward", "composite_packed_backward", "hash_encode",
+            "hash_encode_backward", "march_rays"]
 
 
 def test_build_info():
@@ -38,6 +40,59 @@ def test_meta_shapes():
         torch.zeros(2, dtype=torch.int64, **m), torch.zeros(2, dtype=torch.int64, **m),
         torch.zeros(2, dtype=torch.int64, **m), 0, -1, 19)
     assert dist.shape == (2,) and path.shape == (2, 19, 2) and length.shape == (2,)
+
+
+def test_meta_shapes_of_the_radiance_field_ops():
+    m = dict(device="meta")
+    offsets, res = torch.tensor([0, 27, 91]), torch.tensor([2, 9])
+    out = torch.ops.jeancore.hash_encode(torch.empty(10, 3, **m), torch.empty(91, 2, **m), offsets, res)
+    assert out.shape == (10, 4) and out.device.type == "meta"
+    g = torch.ops.jeancore.hash_encode_backward(torch.empty(10, 4, **m), torch.empty(10, 3, **m),
+                                                torch.empty(91, 2, **m), offsets, res)
+    assert g.shape == (91, 2)
+    color, opacity, depth, weights, offs = torch.ops.jeancore.composite_packed_forward(
+        torch.empty(12, **m), torch.empty(12, 3, **m), torch.empty(12, **m), torch.empty(12, **m),
+        torch.empty(12, dtype=torch.int64, **m), 5, None, 0.0)
+    assert (color.shape, opacity.shape, depth.shape, weights.shape, offs.shape) == \
+        ((5, 3), (5,), (5,), (12,), (6,))
+    assert offs.dtype == torch.int64
+    # march_rays has a data-dependent number of samples: an unbacked size under fake tensors
+    from torch._subclasses.fake_tensor import FakeTensorMode
+    from torch.fx.experimental.symbolic_shapes import ShapeEnv
+
+    with FakeTensorMode(shape_env=ShapeEnv()):
+        ri, ts, te = torch.ops.jeancore.march_rays(
+            torch.empty(7, 3), torch.empty(7, 3), torch.empty(7), torch.empty(7),
+            torch.empty(4, 4, 4, dtype=torch.bool), [0.0, 0.0, 0.0, 1.0, 1.0, 1.0], 0.1, None)
+    assert ri.dtype == torch.int64 and ts.shape == te.shape == ri.shape
+    assert isinstance(ri.shape[0], torch.SymInt)
+
+
+def test_torch_compile_traces_the_packed_pipeline():
+    """Hash encoding -> density and colour -> packed compositing under torch.compile
+    (aot_eager) matches eager, values and gradients (the samples come from march_rays outside
+    the compiled region, as in a training step)."""
+    torch._dynamo.reset()
+    grid = ops.HashGrid(3, n_levels=4, log2_table_size=8, base_resolution=2, max_resolution=16)
+    g = torch.Generator().manual_seed(0)
+    rays_o = torch.rand(32, 3, generator=g) * 0.2 + 0.4
+    rays_d = torch.nn.functional.normalize(torch.randn(32, 3, generator=g), dim=-1)
+    ri, ts, te = ops.march_rays(rays_o, rays_d, 0.0, 1.0, torch.ones(8, 8, 8, dtype=torch.bool),
+                                (0, 0, 0, 1, 1, 1), 0.05)
+    w = torch.randn(grid.output_dim, 4, generator=g)
+
+    def render(emb):
+        pts = rays_o[ri] + rays_d[ri] * ((ts + te) / 2)[:, None]
+        h = ops.hash_encode(pts, emb, grid.offsets, grid.resolutions) @ w
+        return ops.composite_packed(h[:, 0].exp(), torch.sigmoid(h[:, 1:]), ts, te, ri, 32)[0]
+
+    compiled = torch.compile(render, backend="aot_eager")
+    e1 = grid.embeddings.detach().clone().normal_().requires_grad_()
+    e2 = e1.detach().clone().requires_grad_()
+    out_c, out_e = compiled(e1), render(e2)
+    torch.testing.assert_close(out_c, out_e)
+    (g1,), (g2,) = torch.autograd.grad(out_c.sum(), [e1]), torch.autograd.grad(out_e.sum(), [e2])
+    torch.testing.assert_close(g1, g2)
 
 
 def test_torch_compile_traces_the_ops():

@@ -57,6 +57,17 @@ def _composite_backward_fake(grad_color, grad_depth, grad_opacity, grad_weights,
     return torch.empty_like(sigma), torch.empty_like(rgb), torch.empty_like(background)
 
 
+@torch.library.register_fake("jeancore::dtw_local_cost")
+def _dtw_local_cost_fake(x, y, x_lengths, y_lengths, metric):
+    b = x.shape[0]
+    if x.device.type == "cpu":  # packed blocks: a data-dependent size
+        total = torch.library.get_ctx().new_dynamic_size()
+    else:
+        total = b * x.shape[1] * y.shape[1]
+    return (x.new_empty((total,)), x.new_empty((b,), dtype=torch.int64),
+            x.new_empty((b,), dtype=torch.int64))
+
+
 @torch.library.register_fake("jeancore::dtw")
 def _dtw_fake(cost, offsets, row_stride, x_lengths, y_lengths, step_pattern, window,
               max_path_length):
@@ -64,3 +75,35 @@ def _dtw_fake(cost, offsets, row_stride, x_lengths, y_lengths, step_pattern, win
     return (cost.new_empty((b,), dtype=torch.float64),
             cost.new_empty((b, max_path_length, 2), dtype=torch.int64),
             cost.new_empty((b,), dtype=torch.int64))
+
+
+@torch.library.register_fake("jeancore::composite_packed_forward")
+def _composite_packed_forward_fake(sigma, rgb, t_starts, t_ends, ray_indices, n_rays, background,
+                                   early_stop):
+    return (sigma.new_empty((n_rays, 3)), sigma.new_empty((n_rays,)), sigma.new_empty((n_rays,)),
+            torch.empty_like(sigma), sigma.new_empty((n_rays + 1,), dtype=torch.int64))
+
+
+@torch.library.register_fake("jeancore::composite_packed_backward")
+def _composite_packed_backward_fake(grad_color, grad_opacity, grad_depth, grad_weights, sigma,
+                                    rgb, t_starts, t_ends, offsets, background, color, opacity,
+                                    depth, early_stop):
+    return (torch.empty_like(sigma), torch.empty_like(rgb),
+            sigma.new_empty((offsets.shape[0] - 1, 3)))
+
+
+@torch.library.register_fake("jeancore::hash_encode")
+def _hash_encode_fake(x, embeddings, offsets, resolutions):
+    return x.new_empty((x.shape[0], resolutions.shape[0] * embeddings.shape[1]))
+
+
+@torch.library.register_fake("jeancore::hash_encode_backward")
+def _hash_encode_backward_fake(grad_out, x, embeddings, offsets, resolutions):
+    return torch.empty_like(embeddings)
+
+
+@torch.library.register_fake("jeancore::march_rays")
+def _march_rays_fake(rays_o, rays_d, near, far, occupancy, aabb, step_size, jitter):
+    m = torch.library.get_ctx().new_dynamic_size()  # data-dependent number of samples
+    return (rays_o.new_empty((m,), dtype=torch.int64), rays_o.new_empty((m,)),
+            rays_o.new_empty((m,)))

@@ -30,22 +30,7 @@ class DTWResult(NamedTuple):
     paths: list
 
 
-def _cost_into(out: torch.Tensor, x: torch.Tensor, y: torch.Tensor, metric: str) -> None:
-    """Writes the local cost of frames x [n, D] / [B, n, D] against y [m, D] / [B, m, D] into
-    the contiguous out [n, m] / [B, n, m]: one (b)addmm plus in-place elementwise passes."""
-    mm = torch.addmm if x.dim() == 2 else torch.baddbmm
-    if metric == "cosine":
-        x = x / x.norm(dim=-1, keepdim=True).clamp_min(torch.finfo(x.dtype).tiny)
-        y = y / y.norm(dim=-1, keepdim=True).clamp_min(torch.finfo(y.dtype).tiny)
-        one = torch.ones((), dtype=x.dtype, device=x.device)
-        mm(one, x, y.transpose(-1, -2), alpha=-1.0, out=out)  # 1 - cos
-        return
-    x2 = (x * x).sum(-1)[..., :, None]
-    y2 = (y * y).sum(-1)[..., None, :]
-    mm(x2, x, y.transpose(-1, -2), alpha=-2.0, out=out)  # |x|^2 - 2 x.y
-    out.add_(y2).clamp_(min=0.0)
-    if metric == "euclidean":
-        out.sqrt_()
+_METRIC_CODES = {"euclidean": 0, "sqeuclidean": 1, "cosine": 2}
 
 
 def pairwise_cost(x: torch.Tensor, y: torch.Tensor, metric: str = "euclidean") -> torch.Tensor:
@@ -53,33 +38,17 @@ def pairwise_cost(x: torch.Tensor, y: torch.Tensor, metric: str = "euclidean") -
 
     euclidean: |x - y|; sqeuclidean: |x - y|^2 (from |x|^2 + |y|^2 - 2 x.y, clamped at 0);
     cosine: 1 - x.y / (|x| |y|) (zero vectors are treated as orthogonal to everything: cost 1).
-    Same definitions as scipy.spatial.distance.cdist (used by dtw-python).
+    Same definitions as scipy.spatial.distance.cdist (used by dtw-python). Computed by the
+    ``dtw_local_cost`` operator (one (b)addmm and in-place passes; on the CPU the pairs run in
+    parallel, each on one BLAS thread).
     """
     if metric not in METRICS:
         raise ValueError(f"metric must be one of {METRICS}, got {metric!r}")
-    out = torch.empty((x.shape[0], x.shape[1], y.shape[1]), dtype=x.dtype, device=x.device)
-    _cost_into(out, x, y, metric)
-    return out
-
-
-def _packed_cost(x, y, xl, yl, metric):
-    """Local costs in the packed layout of the ``dtw`` operator: (cost [total], offsets [B],
-    row_stride [B]); pair b's cell (i, j) is cost[offsets[b] + i * row_stride[b] + j].
-
-    CPU: one contiguous block per pair, [n_b, m_b], no work or memory spent on padding.
-    GPU: the padded batch [B, N, M] from one batched matmul (cheaper there than a loop).
-    """
-    batch, n_pad, m_pad = x.shape[0], x.shape[1], y.shape[1]
-    if x.device.type != "cpu":
-        cost = pairwise_cost(x, y, metric).reshape(-1)
-        offsets = torch.arange(batch, dtype=torch.int64) * (n_pad * m_pad)
-        return cost, offsets, torch.full((batch,), m_pad, dtype=torch.int64)
-    sizes = xl * yl
-    offsets = torch.cumsum(sizes, 0) - sizes
-    cost = torch.empty(int(sizes.sum()), dtype=x.dtype)
-    for b, (n, m, off) in enumerate(zip(xl.tolist(), yl.tolist(), offsets.tolist())):
-        _cost_into(cost[off:off + n * m].view(n, m), x[b, :n], y[b, :m], metric)
-    return cost, offsets, yl.clone()
+    full_x = torch.full((x.shape[0],), x.shape[1], dtype=torch.int64)
+    full_y = torch.full((y.shape[0],), y.shape[1], dtype=torch.int64)
+    cost, _, _ = OPS.dtw_local_cost(x.contiguous(), y.contiguous(), full_x, full_y,
+                                    _METRIC_CODES[metric])
+    return cost.view(x.shape[0], x.shape[1], y.shape[1])
 
 
 def _lengths(name: str, value, batch: int, full: int) -> torch.Tensor:
@@ -167,10 +136,15 @@ def dtw(x, y, *, metric: str = "euclidean", step_pattern: str = "symmetric2", wi
                 f"{int(xl[b])} and {int(yl[b])}: the Sakoe-Chiba radius must be at least the "
                 f"length difference {int(gap[b])}")
 
-    cost, offsets, row_stride = _packed_cost(x, y, xl, yl, metric)
+    # Local costs in the packed layout of the dtw operator: pair b's cell (i, j) is
+    # cost[offsets[b] + i * row_stride[b] + j]. CPU: one block per pair, [n_b, m_b] (no work or
+    # memory spent on padding), the pairs in parallel; GPU: the padded batch from one batched
+    # matmul (cheaper there than a loop).
+    cost, offsets, row_stride = OPS.dtw_local_cost(x.contiguous(), y.contiguous(), xl, yl,
+                                                   _METRIC_CODES[metric])
     dev = x.device
     distance, path, path_length = OPS.dtw(
-        cost, offsets.to(dev), row_stride.to(dev), xl.to(dev), yl.to(dev),
+        cost, offsets, row_stride, xl.to(dev), yl.to(dev),
         STEP_PATTERNS[step_pattern], -1 if window is None else int(window),
         int((xl + yl).max()) - 1)
     lengths = path_length.cpu()

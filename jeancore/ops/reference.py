@@ -8,6 +8,8 @@ so both paths can be fed the same draws.
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import torch
 
@@ -15,6 +17,9 @@ __all__ = [
     "sample_along_rays_reference",
     "sample_pdf_reference",
     "composite_reference",
+    "composite_packed_reference",
+    "hash_encode_reference",
+    "march_rays_reference",
     "dtw_reference",
 ]
 
@@ -82,6 +87,104 @@ def composite_reference(sigma, rgb, t, rays_d, background, *, last_sample_is_bac
         opacity = torch.sum(weights, dim=-1)
         color = color + (1.0 - opacity)[:, None] * background
     return color, depth, opacity, weights
+
+
+def composite_packed_reference(sigma, rgb, t_starts, t_ends, ray_indices, n_rays, *,
+                               background=None, early_stop=0.0):
+    """``jeancore.ops.composite_packed`` through a padded [n_rays, S_max] layout and NeRF's
+    cumulative-product formulas. Returns (color [N,3], opacity [N], depth [N], weights [M]);
+    differentiable by autograd."""
+    m = sigma.shape[0]
+    counts = torch.bincount(ray_indices, minlength=n_rays)
+    starts = torch.cumsum(counts, 0) - counts
+    pos = torch.arange(m, device=sigma.device) - starts[ray_indices]  # index within the ray
+    s_max = int(counts.max()) if n_rays > 0 and m > 0 else 0
+
+    def padded(values, fill=0.0):
+        out = values.new_full((n_rays, s_max) + tuple(values.shape[1:]), fill)
+        return out.index_put((ray_indices, pos), values)
+
+    delta = padded((t_ends - t_starts).clamp_min(0.0))
+    alpha = 1.0 - torch.exp(-torch.relu(padded(sigma)) * delta)
+    transmittance = torch.cumprod(
+        torch.cat([torch.ones_like(alpha[:, :1]), 1.0 - alpha[:, :-1]], dim=-1), dim=-1)
+    weights = alpha * transmittance
+    if early_stop > 0.0:  # drop every sample after the transmittance fell below early_stop
+        weights = torch.where(transmittance >= early_stop, weights, torch.zeros_like(weights))
+    mid = padded(0.5 * (t_starts + t_ends))
+    color = torch.sum(weights[..., None] * padded(rgb), dim=1)
+    opacity = torch.sum(weights, dim=-1)
+    depth = torch.sum(weights * mid, dim=-1)
+    if background is not None:
+        color = color + (1.0 - opacity)[:, None] * background.expand(n_rays, 3)
+    return color, opacity, depth, weights[ray_indices, pos]
+
+
+_HASH_PRIMES = (1, 2654435761, 805459861)
+
+
+def hash_encode_reference(x, embeddings, offsets, resolutions):
+    """``jeancore.ops.hash_encode`` (Instant-NGP's multiresolution hash encoding) written with
+    vectorised torch ops, one level at a time: all 2^D corners of all points at once, one
+    gather from the level's rows; autograd gives the gradient to ``embeddings``.
+
+    x [N, D] (clamped into [0, 1]), embeddings [P, F], offsets [L + 1], resolutions [L] ->
+    [N, L * F].
+    """
+    n, dims = x.shape
+    x = x.clamp(0.0, 1.0)
+    corners = torch.tensor(list(itertools.product((0, 1), repeat=dims)), device=x.device)
+    corners = corners.flip(-1)  # corner b has bit a = coordinate a (as the kernels count them)
+    outs = []
+    for lvl in range(resolutions.shape[0]):
+        res = int(resolutions[lvl])
+        first, size = int(offsets[lvl]), int(offsets[lvl + 1]) - int(offsets[lvl])
+        p = x * res
+        cell = p.floor().clamp(max=res - 1)
+        w = p - cell
+        v = cell.long()[:, None, :] + corners[None]  # [N, 2^D, D] vertex coordinates
+        weight = torch.where(corners[None].bool(), w[:, None, :], 1.0 - w[:, None, :]).prod(-1)
+        if (res + 1) ** dims <= size:  # dense, row-major
+            row = v[..., dims - 1]
+            for a in range(dims - 2, -1, -1):
+                row = row * (res + 1) + v[..., a]
+        else:  # spatial hash in uint32 arithmetic, then mod the table size
+            h = torch.zeros_like(v[..., 0])
+            for a in range(dims):
+                h = h ^ ((v[..., a] * _HASH_PRIMES[a]) & 0xFFFFFFFF)
+            row = h % size
+        feats = embeddings[first + row]  # [N, 2^D, F]
+        outs.append((weight[..., None] * feats).sum(1))
+    return torch.cat(outs, dim=-1) if outs else x.new_zeros((n, 0))
+
+
+def march_rays_reference(rays_o, rays_d, near, far, occupancy, aabb, step_size, jitter=None):
+    """The brute-force definition of ``jeancore.ops.march_rays``: every candidate interval of
+    every ray is generated and tested, with the same operations in the same order (so the
+    samples are identical). near, far: [N] or numbers; jitter: [N] or None; aabb: 6 numbers.
+    Memory is N x (max candidates per ray): for tests, not for training."""
+    from ._checks import per_ray  # the same broadcasting as the op
+
+    dtype, dev = rays_o.dtype, rays_o.device
+    n, res = rays_o.shape[0], occupancy.shape[0]
+    near, far = per_ray("near", near, rays_o, n), per_ray("far", far, rays_o, n)
+    step = torch.tensor(step_size, dtype=dtype, device=dev)
+    jitter = torch.zeros(n, dtype=dtype, device=dev) if jitter is None else jitter
+    k_max = int(torch.ceil((far - near).max() / step_size).item()) + 2 if n else 0
+    k = torch.arange(max(k_max, 0), device=dev).to(dtype)
+    ts = near[:, None] + (k[None, :] + jitter[:, None]) * step
+    te = ts + step
+    mid = (ts + te) * 0.5
+    p = rays_o[:, None, :] + rays_d[:, None, :] * mid[..., None]
+    box = torch.tensor(list(aabb), dtype=dtype, device=dev)
+    lo, hi = box[:3], box[3:]
+    inside = ((p >= lo) & (p <= hi)).all(-1)
+    scale = torch.tensor(float(res), dtype=dtype, device=dev) / (hi - lo)
+    cell = ((p - lo) * scale).floor().clamp(0, res - 1).long()
+    occupied = occupancy[cell[..., 0], cell[..., 1], cell[..., 2]]
+    keep = (te <= far[:, None]) & inside & occupied
+    ray, kk = keep.nonzero(as_tuple=True)  # row-major: sorted by ray, then by k
+    return ray, ts[ray, kk], te[ray, kk]
 
 
 def _local_cost(x: np.ndarray, y: np.ndarray, metric: str) -> np.ndarray:
