@@ -5,7 +5,7 @@ Workload: Instant-NGP's grid (``HashGrid(3)``: 16 levels x 2 features, 2^19 tabl
 16..2048, float32) at 2^16..2^20 random points in [0, 1]^3, and ER-NeRF's tri-plane grid
 (``HashGrid(2, 12, 1, 14, 64, 512)``, one plane). Each case times the forward and one training
 step of the encoding (forward + backward to the embeddings with a random cotangent), median of
-``--repeats`` runs after a warm-up, and measures the peak memory the step adds on top of its
+``--repeats`` runs after a warm-up (``--ref-repeats`` for the reference), and measures the peak memory the step adds on top of its
 inputs (CPU: resident-set high-water mark; CUDA: the caching allocator's peak). On a GPU,
 tiny-cuda-nn's ``HashGrid`` encoding with the same layout is timed too when ``tinycudann``
 imports. The kernel's output is checked against the reference (max abs difference) on every
@@ -55,10 +55,44 @@ def tcnn_encoding(cfg):
         "per_level_scale": growth}, dtype=torch.float32)
 
 
+def make_cases(grid, x, cot, tcnn):
+    """{(implementation, "fwd" | "fwd+bwd"): callable} on these inputs (bound here, so that the
+    memory pass after all timings measures each case's own inputs)."""
+    def fwd(fn):
+        with torch.no_grad():
+            return fn(x, grid.embeddings, grid.offsets, grid.resolutions)
+
+    def step(fn):
+        emb = grid.embeddings
+        out = fn(x, emb, grid.offsets, grid.resolutions)
+        return torch.autograd.grad(out, emb, cot)[0]
+
+    cases = {
+        ("jeancore", "fwd"): lambda: fwd(ops.hash_encode),
+        ("jeancore", "fwd+bwd"): lambda: step(ops.hash_encode),
+        ("reference", "fwd"): lambda: fwd(hash_encode_reference),
+        ("reference", "fwd+bwd"): lambda: step(hash_encode_reference),
+    }
+    if tcnn is not None:  # its own table, same layout; fp32
+        def tcnn_fwd():
+            with torch.no_grad():
+                return tcnn(x)
+
+        def tcnn_step():
+            out = tcnn(x)
+            return torch.autograd.grad(out, tcnn.params, cot.to(out.dtype))[0]
+
+        cases[("tiny-cuda-nn", "fwd")] = tcnn_fwd
+        cases[("tiny-cuda-nn", "fwd+bwd")] = tcnn_step
+    return cases
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--device", default="cuda" if ops.cuda_available() else "cpu")
     ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--ref-repeats", type=int, default=3,
+                    help="repeats of the (slow) reference, at most --repeats")
     ap.add_argument("--log2-points", type=int, nargs="+", default=[16, 17, 18, 19, 20])
     ap.add_argument("--grids", nargs="+", default=list(GRIDS), choices=list(GRIDS))
     ap.add_argument("--out", default=None)
@@ -82,37 +116,13 @@ def main(argv=None) -> int:
             x = torch.rand(n, cfg["dims"], generator=g).to(device)
             cot = torch.randn(n, grid.output_dim, generator=g).to(device)
 
-            def fwd(fn):
-                with torch.no_grad():
-                    return fn(x, grid.embeddings, grid.offsets, grid.resolutions)
-
-            def step(fn):
-                emb = grid.embeddings
-                out = fn(x, emb, grid.offsets, grid.resolutions)
-                return torch.autograd.grad(out, emb, cot)[0]
-
+            cases = make_cases(grid, x, cot, tcnn)
             with torch.no_grad():
-                err = float((fwd(ops.hash_encode) - fwd(hash_encode_reference)).abs().max())
-            cases = {
-                ("jeancore", "fwd"): lambda: fwd(ops.hash_encode),
-                ("jeancore", "fwd+bwd"): lambda: step(ops.hash_encode),
-                ("reference", "fwd"): lambda: fwd(hash_encode_reference),
-                ("reference", "fwd+bwd"): lambda: step(hash_encode_reference),
-            }
-            if tcnn is not None:  # its own table, same layout; fp32
-                def tcnn_fwd():
-                    with torch.no_grad():
-                        return tcnn(x)
-
-                def tcnn_step():
-                    out = tcnn(x)
-                    return torch.autograd.grad(out, tcnn.params, cot.to(out.dtype))[0]
-
-                cases[("tiny-cuda-nn", "fwd")] = tcnn_fwd
-                cases[("tiny-cuda-nn", "fwd+bwd")] = tcnn_step
+                err = float((cases[("jeancore", "fwd")]() - cases[("reference", "fwd")]()).abs().max())
             res = dict(grid=gname, points=n, max_abs_diff=err)
             for (name, mode), fn in cases.items():
-                t, _, _ = median_time(fn, args.repeats, sync=sync)
+                reps = min(args.repeats, args.ref_repeats) if name == "reference" else args.repeats
+                t, _, _ = median_time(fn, reps, sync=sync)
                 res[f"{name} {mode} ms"] = t * 1e3
                 pending.append((res, f"{name} {mode} peak MB", fn))
                 print(f"{gname} 2^{lp} {name:12s} {mode:8s} {t * 1e3:9.2f} ms", file=sys.stderr)
@@ -126,7 +136,7 @@ def main(argv=None) -> int:
         res[key] = peak_mb(fn, cuda, cpu_mem)
 
     info = machine_info()
-    info.update(device=str(device), repeats=args.repeats,
+    info.update(device=str(device), repeats=args.repeats, ref_repeats=args.ref_repeats,
                 command="python benchmarks/bench_encoding.py " + " ".join(argv or sys.argv[1:]))
     out_path.parent.mkdir(parents=True, exist_ok=True)
     out_path.write_text(json.dumps({"machine": info, "results": rows}, indent=2))
@@ -135,7 +145,8 @@ def main(argv=None) -> int:
         return "-" if v is None else f"{v:.1f}"
 
     print(f"\n{info['date']} · {info.get('gpu') if cuda else info['cpu']} · torch {info['torch']}"
-          f" · {info['torch_threads']} threads · device {device} · median of {args.repeats}\n")
+          f" · {info['torch_threads']} threads · device {device} · median of {args.repeats}"
+          f" (reference: {min(args.repeats, args.ref_repeats)})\n")
     has_tcnn = any("tiny-cuda-nn fwd ms" in r for r in rows)
     head = ("| grid | points | jeancore fwd ms | reference fwd ms | fwd speedup | jeancore fwd+bwd ms "
             "| reference fwd+bwd ms | fwd+bwd speedup | jeancore peak MB | reference peak MB |")

@@ -37,8 +37,8 @@ def march_rays(rays_o, rays_d, near, far, occupancy, aabb, step_size: float, *, 
     included) and its cell is occupied. Cell (i, j, k) covers the 1/R share (i along x, j along
     y, k along z) of the aabb; a point's cell on axis a is
     ``min(floor((p_a - min_a) * (R / (max_a - min_a))), R - 1)``. The kernel skips empty cells
-    (and 8^3 blocks of them) and the space outside the aabb instead of testing every candidate,
-    and returns exactly the samples of the definition (same roundings:
+    (and 8^3 and 32^3 blocks of them) and the space outside the aabb instead of testing every
+    candidate, and returns exactly the samples of the definition (same roundings:
     ``reference.march_rays_reference``). The grid state and its update: :class:`OccupancyGrid`.
 
     t is in units of |rays_d| (normalise directions for a metric step). With one jitter draw
