@@ -20,16 +20,19 @@ only its parameterisation changes:
 The terms of the first density layer that only depend on the ray (W_e e_e + b, and W_a e_a
 without region attention) are computed once per ray and gathered per sample.
 
-Sampling (:class:`OccupancySampler`): :func:`jeancore.ops.march_rays` through an
-:class:`jeancore.ops.OccupancyGrid` over the head sphere's bounding box (fixed step of
-``2 radius / n_steps``, one jitter per ray in training), then
-:func:`jeancore.ops.composite_packed` over the background. Samples whose compositing weight
+Sampling: :func:`jeancore.ops.march_rays` through an :class:`jeancore.ops.OccupancyGrid`
+over the head sphere's bounding box (fixed step of ``2 radius / n_steps``, one jitter per ray
+in training), then :func:`jeancore.ops.composite_packed` over the background. Before training
+the grid is carved to the visual hull of the training frames' head masks (``hull_carving``:
+a cell outside the head's silhouette in the frames that see it is never occupied), so marching
+skips the empty box from the first step; cells no training camera sees are never occupied
+either. The grid is then updated every ``occupancy_every`` steps with the densities under the
+condition of a random training frame (RAD-NeRF). In training, samples whose compositing weight
 would be below ``min_weight`` are found with a density-only pass without gradients and dropped
-before the full pass (nerfacc's ``alpha_thre`` / ``early_stop_eps`` estimator); at inference
-the colour MLP runs only where the weight is above it, and rays stop at transmittance
-``early_stop`` (Instant-NGP's 1e-4). The occupancy grid is updated every ``occupancy_every``
-steps with the densities under the conditions of random training frames (RAD-NeRF), and cells
-no training camera sees are never occupied.
+before the full pass (nerfacc's ``alpha_thre`` / ``early_stop_eps`` estimator). At inference
+each ray's samples are evaluated front to back in windows of 8, 16, 32, ... samples and a ray
+leaves once its transmittance is below ``early_stop`` (Instant-NGP's 1e-4 and its compaction
+of live rays), so the space behind the face is never evaluated.
 """
 
 from __future__ import annotations
@@ -265,34 +268,39 @@ class GridField(nn.Module):
         h_x = self.encoding(u)
         e = self.enc_dim
         w = self.density_in.weight
-        h = F.linear(h_x, w[:, :e]) + self._ray_term(cond, ray_indices)
+        h = torch.addmm(self._ray_term(cond, ray_indices), h_x, w[:, :e].t())
         if self.attention is not None:
             a = cond[..., :self.audio_dim]
             if a.dim() == 2 and ray_indices is not None:
                 a = a[ray_indices]
             a = a * torch.sigmoid(self.attention(h_x))
-            h = h + F.linear(a, w[:, e:e + self.audio_dim])
-        h = F.relu(h)
+            h = h.addmm(a, w[:, e:e + self.audio_dim].t())
+        h = F.relu_(h)
         for layer in self.density_hidden:
-            h = F.relu(layer(h))
+            h = F.relu_(layer(h))
         out = self.density_out(h)
         return F.softplus(out[:, 0] - self.density_offset), out[:, 1:]
 
-    def color(self, geo: torch.Tensor, dirs: torch.Tensor) -> torch.Tensor:
+    def color(self, geo: torch.Tensor, dirs: torch.Tensor, ray_indices=None) -> torch.Tensor:
         """RGB in (0, 1) [M, 3] from geometry features [M, G] and unit view directions
-        [M, 3]."""
+        [M, 3], or [N, 3] per ray with ``ray_indices`` int64 [M] (the direction's part of the
+        first colour layer is then computed once per ray)."""
         de = spherical_harmonics(dirs) if self.dir_encoding == "sh" else \
             positional_encoding(dirs, self.dir_freqs)
-        return torch.sigmoid(self.color_out(F.relu(self.color_hidden(torch.cat([geo, de], -1)))))
+        g = geo.shape[1]
+        w = self.color_hidden.weight
+        term = F.linear(de, w[:, g:], self.color_hidden.bias)
+        if ray_indices is not None and dirs.shape[0] != geo.shape[0]:
+            term = term[ray_indices]
+        h = F.relu_(torch.addmm(term, geo, w[:, :g].t()))
+        return torch.sigmoid(self.color_out(h))
 
     def forward(self, u: torch.Tensor, dirs: torch.Tensor, cond: torch.Tensor, ray_indices=None):
         """The seam's field call: ``(rgb [M, 3], sigma [M])`` at points ``u`` [M, 3] in
         [0, 1]^3 with view directions ``dirs`` [M, 3] (or [N, 3] per ray with
         ``ray_indices``) and e_in ``cond`` (see :meth:`geometry`)."""
         sigma, geo = self.geometry(u, cond, ray_indices)
-        if ray_indices is not None and dirs.shape[0] != u.shape[0]:
-            dirs = dirs[ray_indices]
-        return self.color(geo, dirs), sigma
+        return self.color(geo, dirs, ray_indices), sigma
 
 
 @register_backbone
@@ -371,6 +379,13 @@ class GridBackbone(Backbone):
         min_w = c.min_weight if min_weight is None else float(min_weight)
         stop = c.early_stop if early_stop is None else float(early_stop)
         per_ray = cond is not None and cond.dim() == 2
+        if not training and stop > 0 and not torch.is_grad_enabled():
+            color, opacity, depth, counts = self._render_windows(
+                rays_o, dirs, cond, ray_idx, t0, t1, n, stop, per_ray)
+            bg = background.to(dt)
+            color = color + (1.0 - opacity)[:, None] * (bg if bg.dim() == 2 else bg[None])
+            return RenderedRays(rgb=color, opacity=opacity, depth=depth / scale,
+                                samples_per_ray=counts, extras={"n_marched": n_marched})
         ri_cond = ray_idx if per_ray else None
         if n_marched and (min_w > 0 or stop > 0):
             # density-only pass without gradients: which samples matter
@@ -383,14 +398,59 @@ class GridBackbone(Backbone):
             ray_idx, t0, t1 = ray_idx[keep], t0[keep], t1[keep]
             ri_cond = ray_idx if per_ray else None
         u = self.unit_box(rays_o[ray_idx] + dirs[ray_idx] * ((t0 + t1) * 0.5)[:, None])
-        rgb, sigma = self.field(u, dirs, cond, ray_idx) if per_ray else \
-            self.field(u, dirs[ray_idx], cond)
+        rgb, sigma = self.field(u, dirs, cond, ray_idx)
         bg = background.to(dt)
         color, opacity, depth, _ = ops.composite_packed(sigma, rgb, t0, t1, ray_idx, n,
                                                         background=bg, early_stop=stop)
         counts = torch.bincount(ray_idx, minlength=n)
         return RenderedRays(rgb=color, opacity=opacity, depth=depth / scale,
                             samples_per_ray=counts, extras={"n_marched": n_marched})
+
+    def _render_windows(self, rays_o, dirs, cond, ray_idx, t0, t1, n: int, stop: float,
+                        per_ray: bool):
+        """Inference: the marched samples of each ray in windows of growing length (8, 16,
+        32, ...), front to back; a ray leaves once its transmittance is below ``stop``
+        (Instant-NGP's compaction of live rays), so samples behind an opaque surface are
+        never evaluated. Segments compose exactly: C = C_a + T_a C_b, T = T_a T_b.
+
+        Returns:
+            (premultiplied colour [N, 3], opacity [N], depth [N], evaluated samples [N]).
+        """
+        dev, dt = rays_o.device, rays_o.dtype
+        color = torch.zeros(n, 3, device=dev, dtype=dt)
+        trans = torch.ones(n, device=dev, dtype=dt)
+        depth = torch.zeros(n, device=dev, dtype=dt)
+        counts = torch.zeros(n, dtype=torch.long, device=dev)
+        m = int(ray_idx.shape[0])
+        if m == 0:
+            return color, 1.0 - trans, depth, counts
+        per = torch.bincount(ray_idx, minlength=n)
+        first = torch.cumsum(per, 0) - per
+        rank = torch.arange(m, device=dev) - first[ray_idx]
+        lo, width = 0, 8
+        max_rank = int(per.max())
+        while lo < max_rank:
+            sel = ((rank >= lo) & (rank < lo + width)).nonzero()[:, 0]
+            if sel.numel():
+                alive = trans[ray_idx[sel]] >= stop
+                sel = sel[alive]
+            if sel.numel() == 0:
+                if not bool((trans >= stop).any()):
+                    break
+                lo += width
+                width *= 2
+                continue
+            ri, a, b = ray_idx[sel], t0[sel], t1[sel]
+            u = self.unit_box(rays_o[ri] + dirs[ri] * ((a + b) * 0.5)[:, None])
+            rgb, sigma = self.field(u, dirs, cond, ri)
+            c_w, o_w, d_w, _ = ops.composite_packed(sigma, rgb, a, b, ri, n, early_stop=stop)
+            color += trans[:, None] * c_w
+            depth += trans * d_w
+            trans = trans * (1.0 - o_w)
+            counts += torch.bincount(ri, minlength=n)
+            lo += width
+            width *= 2
+        return color, 1.0 - trans, depth, counts
 
     def losses(self, result: RenderedRays, target: torch.Tensor) -> dict[str, torch.Tensor]:
         """Photometric MSE (Eq. 6) of the rendered colours."""

@@ -124,7 +124,8 @@ class NerfRun:
     @torch.no_grad()
     def render_frames(self, camera_to_head, audio_windows, expression_codes, *,
                       size: int | None = None, background="white", chunk_rays: int = 16384,
-                      as_float: bool = False, **sampling) -> Iterator[np.ndarray]:
+                      as_float: bool = False, with_opacity: bool = False,
+                      **sampling) -> Iterator:
         """Render a sequence, one frame at a time, ``chunk_rays`` rays per network pass.
 
         Args:
@@ -138,11 +139,15 @@ class NerfRun:
                 background) or a colour [3] / image [size, size, 3] (float in [0, 1] or uint8).
             chunk_rays: rays per pass (bounds memory).
             as_float: yield float32 RGB in [0, 1] instead of uint8 (no quantisation).
+            with_opacity: yield ``(rgb, opacity)`` pairs, the opacity float32 [size, size] in
+                [0, 1] (for :func:`jeancore.render.fullframe.compose_full`, render over
+                ``background=(0, 0, 0)``: the colour is then premultiplied).
             **sampling: the backbone's sampling settings (default: the training values),
                 e.g. AD-NeRF's ``n_coarse``, ``n_fine``.
 
         Yields:
-            uint8 (or float32 with ``as_float``) [size, size, 3] RGB frames.
+            uint8 (or float32 with ``as_float``) [size, size, 3] RGB frames (or pairs, see
+            ``with_opacity``).
 
         Raises:
             BadInputError: the three inputs have different lengths or wrong shapes.
@@ -172,9 +177,11 @@ class NerfRun:
             img = render_image(self.backbone, c2w[t].to(self.device), intr, size, self.near,
                                self.far, cond[t], bg, chunk_rays=int(chunk_rays),
                                ray_ops=self.ray_ops, amp=self.device.type == "cuda",
-                               **sampling)
-            yield img.float().cpu().numpy() if as_float else \
+                               return_opacity=with_opacity, **sampling)
+            img, opacity = img if with_opacity else (img, None)
+            img = img.float().cpu().numpy() if as_float else \
                 (img * 255).round().byte().cpu().numpy()
+            yield (img, opacity.float().cpu().numpy()) if with_opacity else img
 
     def check_dataset(self, root) -> None:
         """Raises BadInputError when the dataset at ``root`` has other audio features than

@@ -269,7 +269,8 @@ class NerfTrainer:
         n_in = n_rays if n_out_pix == 0 else int(round(n_rays * c.face_fraction))
         n_mouth = int(round(n_rays * c.mouth_fraction))
         n_head = int(round(n_rays * c.head_fraction)) if self.head_mask is not None else 0
-        n_mouth, n_head = min(n_mouth, n_rays - n_in), min(n_head, n_rays - n_in - n_mouth)
+        n_mouth = min(n_mouth, n_rays - n_in)
+        n_head = min(n_head, n_rays - n_in - n_mouth)
         n_out = n_rays - n_in - n_mouth - n_head
         rows_in, cols_in = self._in_box(self.rects[j], n_in, g, dev)
         k = (torch.rand(n_out, generator=g, device=dev, dtype=torch.float64)
