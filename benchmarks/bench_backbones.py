@@ -9,9 +9,9 @@ samples per ray and rays/s of training. One run per backbone: its learning rate 
 longest budget (a run planned for a shorter budget would decay sooner), so the shorter budgets
 are snapshots of that run.
 
-After the last budget (``--lip``):
+After the last budget: rendering frames/s at the dataset's size (``--fps-frames`` full frames,
+head over black). With ``--lip``:
 
-* rendering frames/s at the dataset's size (full frames, head over black);
 * **mouth vs eyes**: a validation frame rendered with its pose and expression fixed and the
   audio codes of six other validation frames; the mean absolute change (grey levels, 0-255)
   against the frame's own audio, in the mouth box and in the eye box (iBUG-68 points 48-67 and
@@ -21,7 +21,7 @@ After the last budget (``--lip``):
   the renders against the ground truth's.
 
     python benchmarks/bench_backbones.py DATASET --minutes 2,5,10,20 --backbones grid,adnerf
-        --json out.json [--val-frames 4] [--lip] [--save DIR]
+        --json out.json [--val-frames 4] [--lip] [--save DIR] [--fps-frames 4]
 
 Markdown on stdout, JSON to ``--json``.
 """
@@ -72,7 +72,7 @@ def _render(tr, j: int, cond: torch.Tensor) -> np.ndarray:
 
 @torch.no_grad()
 def lip_tests(tr, landmarks: np.ndarray) -> dict:
-    """Render fps, mouth-vs-eyes change and the inner-lip-gap correlation (module docstring)."""
+    """Mouth-vs-eyes change and the inner-lip-gap correlation (module docstring)."""
     from jeancore.metrics.face import landmarks_of_frames
     from jeancore.metrics.lipsync import inner_lip_gap
 
@@ -82,16 +82,6 @@ def lip_tests(tr, landmarks: np.ndarray) -> dict:
     conds = tr.cond(torch.tensor(val)).float()
     a = tr.conditioner.code_dim
     size = tr.data.size
-    # frames/s, full frames over black
-    t = time.perf_counter()
-    black = torch.zeros(3)
-    from jeancore.nerf.volume_rendering import render_image
-
-    for k in (0, len(val) // 2):
-        render_image(tr.backbone, tr.c2w[val[k]], tr.data.intrinsics, size, tr.data.near,
-                     tr.data.far, conds[k], black, chunk_rays=tr.config.chunk_rays,
-                     ray_ops=tr.ray_ops)
-    fps = 2 / (time.perf_counter() - t)
     # mouth vs eyes
     k0 = len(val) // 2
     j0 = val[k0]
@@ -116,24 +106,47 @@ def lip_tests(tr, landmarks: np.ndarray) -> dict:
     r = float(np.corrcoef(gap_pred, gap_gt)[0, 1]) if ok.sum() > 2 else float("nan")
     tr.backbone.train()
     tr.conditioner.train()
-    return {"render_fps": fps, "mouth_change": float(np.mean(mouth)),
+    return {"mouth_change": float(np.mean(mouth)),
             "eye_change": float(np.mean(eyes)),
             "mouth_over_eyes": float(np.mean(mouth) / max(np.mean(eyes), 1e-9)),
             "inner_gap_r": r, "faces_found": f"{int(ok.sum())}/{len(val)}",
             "gap_std_pred": float(np.std(gap_pred)), "gap_std_gt": float(np.std(gap_gt))}
 
 
+@torch.no_grad()
+def render_fps(tr, frames: int) -> float:
+    """Frames/s of full frames (head over black) at the training size, validation poses."""
+    from jeancore.nerf.volume_rendering import render_image
+
+    tr.backbone.eval()
+    tr.conditioner.eval()
+    val = [int(j) for j in tr.data.val_idx][:frames]
+    conds = tr.cond(torch.tensor(val)).float()
+    t = time.perf_counter()
+    for k, j in enumerate(val):
+        render_image(tr.backbone, tr.c2w[j], tr.data.intrinsics, tr.data.size, tr.data.near,
+                     tr.data.far, conds[k], torch.zeros(3), chunk_rays=tr.config.chunk_rays,
+                     ray_ops=tr.ray_ops)
+    fps = len(val) / (time.perf_counter() - t)
+    tr.backbone.train()
+    tr.conditioner.train()
+    return fps
+
+
 def run_backbone(name: str, dataset: str, minutes: list[float], val_frames: int,
-                 lip: bool, save: str | None = None) -> dict:
+                 lip: bool, save: str | None = None, frames: int = 4,
+                 preset: str | None = None, device: str = "cpu") -> dict:
     from jeancore.nerf.data import load_nerf_data
     from jeancore.train import preset_config
     from jeancore.train.nerf import NerfTrainer, resolve_audio_encoder, resolve_expression_model
 
     data = load_nerf_data(dataset, None)
-    cfg = preset_config(PRESET[name], "cpu", backbone=name, resolution=None,
-                        val_frames=val_frames)
+    preset = preset or PRESET[name]
+    cfg = preset_config(preset, device, backbone=name, resolution=None, val_frames=val_frames)
     cfg.validate()
-    tr = NerfTrainer(data, cfg, torch.device("cpu"), resolve_audio_encoder(None, dataset),
+    dev = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else
+                       ("cpu" if device == "auto" else device))
+    tr = NerfTrainer(data, cfg, dev, resolve_audio_encoder(None, dataset),
                      resolve_expression_model(None))
     budget = max(minutes) * 60
     rows, t_train, spr, n_rays, steps = [], 0.0, [], 0, 0
@@ -159,8 +172,9 @@ def run_backbone(name: str, dataset: str, minutes: list[float], val_frames: int,
                    "rays_per_s": n_rays / t_train}
             rows.append(row)
             print(f"  {name} {row['minutes']:g} min: {row}", flush=True)
-    out = {"backbone": name, "preset": PRESET[name], "iters": tr.config.iters,
-           "budgets": rows}
+    out = {"backbone": name, "preset": preset, "device": str(dev), "iters": tr.config.iters,
+           "budgets": rows, "render_fps": render_fps(tr, frames)}
+    print(f"  {name} rendering: {out['render_fps']:.3f} frames/s", flush=True)
     if lip:
         lm = np.load(Path(dataset) / "landmarks.npz")["points"]
         out["lip"] = lip_tests(tr, lm)
@@ -180,7 +194,11 @@ def main() -> int:
     ap.add_argument("--backbones", default="grid,adnerf")
     ap.add_argument("--val-frames", type=int, default=4)
     ap.add_argument("--lip", action="store_true")
+    ap.add_argument("--fps-frames", type=int, default=4, help="frames timed for frames/s")
     ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--preset", default=None, help="preset of every backbone (default: grid "
+                    "cpu, adnerf cpu-smoke; e.g. fast on a GPU)")
+    ap.add_argument("--device", default="cpu")
     ap.add_argument("--json", default=None)
     ap.add_argument("--save", default=None, help="folder for the trained states")
     a = ap.parse_args()
@@ -190,7 +208,8 @@ def main() -> int:
     res = {"machine": machine_info(), "dataset": a.dataset, "command": " ".join(sys.argv),
            "runs": []}
     for name in a.backbones.split(","):
-        res["runs"].append(run_backbone(name, a.dataset, minutes, a.val_frames, a.lip, a.save))
+        res["runs"].append(run_backbone(name, a.dataset, minutes, a.val_frames, a.lip, a.save,
+                                        a.fps_frames, a.preset, a.device))
         if a.json:
             Path(a.json).write_text(json.dumps(res, indent=1))
     print(f"\n{res['machine']['date']}, {res['machine']['cpu']} ({res['machine']['cpu_count']} "
@@ -203,6 +222,8 @@ def main() -> int:
             print(f"| {r['backbone']} | {b['minutes']:g} | {b['steps']} | {b['psnr_face']:.2f} | "
                   f"{b['ssim_face']:.3f} | {b['psnr_full']:.2f} | {b['psnr_head']:.2f} | "
                   f"{b['samples_per_ray']:.1f} | {b['rays_per_s']:.0f} |")
+    for r in res["runs"]:
+        print(f"{r['backbone']}: rendering {r['render_fps']:.3f} frames/s at the dataset size")
     for r in res["runs"]:
         if "lip" in r:
             print(f"{r['backbone']}: {r['lip']}")

@@ -97,7 +97,7 @@ def test_train_flags_the_docs_use(tmp_path):
                                    "--device", "cpu"]).train_config()
     assert full == preset_config("full", "cpu")
     if not torch.cuda.is_available():  # no --preset: by device
-        assert parse_command("train", ["d", "--out", "o"]).config.preset == "cpu-smoke"
+        assert parse_command("train", ["d", "--out", "o"]).config.preset == "cpu"
 
 
 def test_other_commands_flags_the_docs_use():
@@ -171,7 +171,8 @@ def test_jean_train_runs_and_resumes(preprocessed, tmp_path, capsys):
     """`jean train` end to end on a real dataset with nested backbone options."""
     dataset = preprocessed("obama_8s_128").root
     out = tmp_path / "run"
-    tiny = ["--resolution", "32", "--n-rays", "64", "--adnerf.n-coarse", "8",
+    tiny = ["--preset", "cpu-smoke", "--resolution", "32", "--n-rays", "64",
+            "--adnerf.n-coarse", "8",
             "--adnerf.n-fine", "8", "--adnerf.width", "32", "--adnerf.depth", "4",
             "--adnerf.skips", "1", "--val-every", "0", "--val-frames", "1",
             "--no-val-at-start", "--device", "cpu", "--quiet", "--fixed-background"]

@@ -249,7 +249,8 @@ def test_inference_windows_equal_the_full_composite(grid_run, dataset):
     rays_o, rays_d = ops.generate_rays(c2w[:3, :4].float(), *intr, pix)
     bg = torch.rand(len(pix), 3, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
-        win = bb.render_rays(rays_o, rays_d, run.near, run.far, cond, bg, early_stop=1e-7)
+        win = bb.render_rays(rays_o, rays_d, run.near, run.far, cond, bg, early_stop=1e-7,
+                             min_weight=0.0)
         with torch.enable_grad():
             full = bb.render_rays(rays_o, rays_d, run.near, run.far, cond, bg, min_weight=0.0,
                                   early_stop=0.0)
@@ -311,3 +312,16 @@ def test_a_checkpoint_of_one_backbone_is_refused_as_the_other(grid_run, trained_
     with pytest.raises(ConfigError) as e:
         load_nerf_run(grid_out, backbone="adnerf")
     assert "\n" not in str(e.value)
+
+
+def test_grid_presets():
+    """cpu (the default without a GPU), cpu-long and fast are the grid backbone; each
+    validates; full stays the paper's AD-NeRF."""
+    for name in ("cpu", "cpu-long", "fast"):
+        c = preset_config(name, "cpu")
+        c.validate()
+        assert c.backbone == "grid" and c.resolution is None and c.mouth_fraction > 0
+    assert preset_config("cpu", "cpu").iters < preset_config("cpu-long", "cpu").iters
+    assert preset_config("full", "cpu").backbone == "adnerf"
+    if not torch.cuda.is_available():
+        assert preset_config(None).preset == "cpu"

@@ -30,7 +30,7 @@ either. The grid is then updated every ``occupancy_every`` steps with the densit
 condition of a random training frame (RAD-NeRF). In training, samples whose compositing weight
 would be below ``min_weight`` are found with a density-only pass without gradients and dropped
 before the full pass (nerfacc's ``alpha_thre`` / ``early_stop_eps`` estimator). At inference
-each ray's samples are evaluated front to back in windows of 8, 16, 32, ... samples and a ray
+each ray's samples are evaluated front to back in windows of 4, 8, 16, ... samples and a ray
 leaves once its transmittance is below ``early_stop`` (Instant-NGP's 1e-4 and its compaction
 of live rays), so the space behind the face is never evaluated.
 """
@@ -381,7 +381,7 @@ class GridBackbone(Backbone):
         per_ray = cond is not None and cond.dim() == 2
         if not training and stop > 0 and not torch.is_grad_enabled():
             color, opacity, depth, counts = self._render_windows(
-                rays_o, dirs, cond, ray_idx, t0, t1, n, stop, per_ray)
+                rays_o, dirs, cond, ray_idx, t0, t1, n, stop, min_w)
             bg = background.to(dt)
             color = color + (1.0 - opacity)[:, None] * (bg if bg.dim() == 2 else bg[None])
             return RenderedRays(rgb=color, opacity=opacity, depth=depth / scale,
@@ -407,11 +407,12 @@ class GridBackbone(Backbone):
                             samples_per_ray=counts, extras={"n_marched": n_marched})
 
     def _render_windows(self, rays_o, dirs, cond, ray_idx, t0, t1, n: int, stop: float,
-                        per_ray: bool):
-        """Inference: the marched samples of each ray in windows of growing length (8, 16,
-        32, ...), front to back; a ray leaves once its transmittance is below ``stop``
+                        min_weight: float):
+        """Inference: the marched samples of each ray in windows of growing length (4, 8,
+        16, ...), front to back; a ray leaves once its transmittance is below ``stop``
         (Instant-NGP's compaction of live rays), so samples behind an opaque surface are
-        never evaluated. Segments compose exactly: C = C_a + T_a C_b, T = T_a T_b.
+        never evaluated. Segments compose exactly: C = C_a + T_a C_b, T = T_a T_b. The
+        colour MLP runs only for samples whose weight in the ray exceeds ``min_weight``.
 
         Returns:
             (premultiplied colour [N, 3], opacity [N], depth [N], evaluated samples [N]).
@@ -427,7 +428,7 @@ class GridBackbone(Backbone):
         per = torch.bincount(ray_idx, minlength=n)
         first = torch.cumsum(per, 0) - per
         rank = torch.arange(m, device=dev) - first[ray_idx]
-        lo, width = 0, 8
+        lo, width = 0, 4
         max_rank = int(per.max())
         while lo < max_rank:
             sel = ((rank >= lo) & (rank < lo + width)).nonzero()[:, 0]
@@ -442,8 +443,16 @@ class GridBackbone(Backbone):
                 continue
             ri, a, b = ray_idx[sel], t0[sel], t1[sel]
             u = self.unit_box(rays_o[ri] + dirs[ri] * ((a + b) * 0.5)[:, None])
-            rgb, sigma = self.field(u, dirs, cond, ri)
-            c_w, o_w, d_w, _ = ops.composite_packed(sigma, rgb, a, b, ri, n, early_stop=stop)
+            sigma, geo = self.field.geometry(u, cond, ri)
+            _, o_w, d_w, w = ops.composite_packed(sigma, sigma.new_zeros(len(sel), 3), a, b, ri,
+                                                  n, early_stop=stop)
+            # the colour MLP only where the sample's weight in the whole ray counts
+            keep = ((trans[ri] * w) > min_weight).nonzero()[:, 0]
+            c_w = torch.zeros(n, 3, device=dev, dtype=dt)
+            if keep.numel():
+                rk = ri[keep]
+                rgb = self.field.color(geo[keep], dirs, rk)
+                c_w.index_add_(0, rk, w[keep, None] * rgb)
             color += trans[:, None] * c_w
             depth += trans * d_w
             trans = trans * (1.0 - o_w)

@@ -53,7 +53,9 @@ class RenderConfig:
     source_video: str | None = None
     """The dataset's source video, when it moved from where meta.json says (paste-back)."""
     size: int | None = None
-    """Output side in pixels (even, for H.264; None: the dataset's)."""
+    """Output side in pixels (even, for H.264). None: the dataset's with composite='full' (the
+    head, rendered at the training resolution, is resized to it), the training resolution
+    with 'head'."""
     fit: str = "pingpong"
     """How shorter expression / pose sequences are extended: 'pingpong', 'loop' or 'hold'
     (longer ones are cut)."""
@@ -265,9 +267,9 @@ def render(run_dir, audio, expression, pose="dataset", out="render.mp4",
         run = load_nerf_run(run_dir, device)
     root = resolve_dataset(run, dataset)
     side = run.size if size is None else int(size)
-    if side % 2:
-        raise ConfigError(f"the dataset's size {side} is odd; pass an even --size for H.264")
     full = cfg.composite == "full"
+    if side % 2 and not full:
+        raise ConfigError(f"the dataset's size {side} is odd; pass an even --size for H.264")
     torso = paste_src = None
     if full:
         from .fullframe import DatasetTorso
@@ -295,8 +297,14 @@ def render(run_dir, audio, expression, pose="dataset", out="render.mp4",
                        progress=progress)
     torso_idx = torso_frames(pose, n, torso, poses, fit) if full else None
     if full:
+        # the head at the run's resolution (or --size), composed at the dataset's, written at
+        # --size or the dataset's
         bg_arg = (0.0, 0.0, 0.0)           # premultiplied head for compose_full
-        render_side = torso.size
+        render_side = side
+        side = torso.size if size is None else int(size)
+        if side % 2:
+            raise ConfigError(f"the dataset's size {side} is odd; pass an even --size for "
+                              "H.264")
     else:
         bg_arg = background if background in BACKGROUNDS else _background_image(background, side)
         render_side = side
@@ -322,7 +330,11 @@ def render(run_dir, audio, expression, pose="dataset", out="render.mp4",
             if img is None:
                 return
             if full:
-                img = torso.compose(img[0], img[1], int(torso_idx[k]))
+                head, opacity = img
+                if head.shape[0] != torso.size:
+                    head = _resize_frame(head, torso.size, up=True)
+                    opacity = _resize_frame(opacity, torso.size, up=True)
+                img = torso.compose(head, opacity, int(torso_idx[k]))
                 if store is not None:
                     store[k] = img
                 if img.shape[0] != side:
@@ -362,7 +374,8 @@ def render(run_dir, audio, expression, pose="dataset", out="render.mp4",
                         render_fps=n / max(t_render[0], 1e-9), size=side)
 
 
-def _resize_frame(img: np.ndarray, side: int) -> np.ndarray:
+def _resize_frame(img: np.ndarray, side: int, up: bool = False) -> np.ndarray:
     import cv2
 
-    return cv2.resize(img, (side, side), interpolation=cv2.INTER_AREA)
+    return cv2.resize(img, (side, side),
+                      interpolation=cv2.INTER_LINEAR if up else cv2.INTER_AREA)

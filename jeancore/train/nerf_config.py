@@ -135,7 +135,7 @@ class NerfTrainConfig:
 _GRID_CPU = dict(
     backbone="grid", n_rays=2048, resolution=None, lr=1e-3, lr_final=2e-4,
     face_fraction=0.6, mouth_fraction=0.2, head_fraction=0.15, mouth_expression_swap=0.5,
-    log_every=10, checkpoint_every=200, val_every=500, val_frames=3,
+    log_every=10, checkpoint_every=200, val_every=1000, val_frames=3,
     grid=dict(encoding="triplane", n_levels=4, features_per_level=8, log2_table_size=18,
               base_resolution=64, max_resolution=512, n_steps=48, density_offset=0.0))
 
@@ -149,10 +149,10 @@ PRESETS = {
                       log_every=10, checkpoint_every=100, val_every=100, val_frames=3,
                       chunk_rays=4096, adnerf=dict(n_coarse=24, n_fine=24, width=64)),
     # the grid backbone at the dataset's resolution, for 2 CPU cores: about 8 minutes of
-    # training (1,100 steps of 2,048 rays; docs/nerf.md has the measurements behind it)
-    "cpu": dict(_GRID_CPU, iters=1100),
+    # training (2,200 steps of 2,048 rays; docs/nerf.md has the measurements behind it)
+    "cpu": dict(_GRID_CPU, iters=2200),
     # the same for about an hour, for a user who can wait
-    "cpu-long": dict(_GRID_CPU, iters=8000, n_rays=4096, lr_final=1e-4, val_every=1000,
+    "cpu-long": dict(_GRID_CPU, iters=10000, n_rays=4096, lr_final=1e-4, val_every=1000,
                      checkpoint_every=500),
     # the grid backbone on a GPU: more rays per step, AMP, more steps
     "fast": dict(_GRID_CPU, iters=30000, n_rays=8192, lr_final=1e-4, val_every=2000,
