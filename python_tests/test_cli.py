@@ -39,9 +39,12 @@ def _flags(cls, prefix="") -> list[tuple[str, bool]]:
 
 def _missing(text, flags) -> list[str]:
     """The flags that are not options in the help ``text`` (a bool is ``--x`` or ``--no-x``,
-    by its default)."""
-    return [name for name, is_bool in flags if not re.search(
-        rf"--{'(no-)?' if is_bool else ''}{re.escape(name)}(?![\w.-])", text)]
+    by its default; nested: ``--grid.no-x``)."""
+    def pattern(name, is_bool):
+        head, _, last = name.rpartition(".")
+        head = re.escape(head + ".") if head else ""
+        return rf"--{head}{'(no-)?' if is_bool else ''}{re.escape(last)}(?![\w.-])"
+    return [name for name, is_bool in flags if not re.search(pattern(name, is_bool), text)]
 
 
 def test_train_help_lists_every_field_of_the_nerf_config(capsys):

@@ -15,7 +15,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from jeancore.errors import BadInputError, ConfigError
+from jeancore.errors import ConfigError
 from jeancore.models import AudioEncoder, ExpressionTransformer
 from jeancore.models.grid import GridConfig, GridField, spherical_harmonics
 from jeancore.nerf import load_nerf_run
@@ -23,8 +23,8 @@ from jeancore.train import preset_config, train_nerf
 
 # a small grid backbone on 8 s of Obama at 64 px (CPU, CI); the cpu preset's sizes are larger
 GRID_SMALL = dict(n_levels=8, features_per_level=2, log2_table_size=12, base_resolution=8,
-                  max_resolution=128, hidden=32, color_hidden=32, occupancy_resolution=32, occupancy_alpha=0.002,
-                  occupancy_start=32, n_steps=64)
+                  max_resolution=128, hidden=32, color_hidden=32, occupancy_resolution=32,
+                  occupancy_alpha=0.002, occupancy_start=32, n_steps=64)
 GRID_LEARN = dict(backbone="grid", iters=150, resolution=64, n_rays=1024, lr=5e-3,
                   lr_final=1e-3, val_every=0, val_frames=2, log_every=10, checkpoint_every=50,
                   face_fraction=0.8, head_fraction=0.15, device="cpu", grid=GRID_SMALL)
@@ -155,7 +155,7 @@ def test_mouth_and_head_rays(dataset):
 
 def test_several_frames_and_the_mouth_expression_swap(dataset):
     tr = _trainer(dataset, n_rays=600, frames_per_step=3, face_fraction=0.5,
-                  mouth_fraction=0.4, mouth_expression_swap=1.0)
+                  mouth_fraction=0.4, head_fraction=0.1, mouth_expression_swap=1.0)
     rays = tr.step_rays()
     cond, mouth = rays.cond, rays.in_mouth
     assert len(rays.frames) == 3 and cond.shape == (600, tr.backbone.cond_dim)
@@ -173,7 +173,7 @@ def test_several_frames_and_the_mouth_expression_swap(dataset):
     match = (cond[mouth, None, a:] == codes[None]).all(-1).any(-1)
     assert bool(match.all())                      # ... of a training frame
     tr0 = _trainer(dataset, n_rays=600, frames_per_step=3, face_fraction=0.5,
-                   mouth_fraction=0.4, mouth_expression_swap=0.0)
+                   mouth_fraction=0.4, head_fraction=0.1, mouth_expression_swap=0.0)
     rays0 = tr0.step_rays()
     torch.testing.assert_close(rays0.cond[:, a:],
                                tr0.expr_codes[torch.tensor(rays0.frames)][owner])
@@ -209,9 +209,10 @@ def _val_condition(run, dataset):
 
 
 def test_occupancy_grid_prunes_and_keeps_the_render(grid_run, dataset):
-    """After training most cells of the head box are empty (the head masks' visual hull, then
-    the density EMA); rendering with the grid (and early termination) matches rendering every
-    cell of the hull with every sample kept."""
+    """After training the head masks' visual hull has emptied a large part of the head box and
+    the density EMA keeps at most the hull (this short run's low threshold prunes little more);
+    rendering with the grid (and early termination) matches rendering every cell of the hull
+    with every sample kept."""
     from jeancore.nerf.volume_rendering import render_image
 
     out, _ = grid_run
@@ -219,7 +220,7 @@ def test_occupancy_grid_prunes_and_keeps_the_render(grid_run, dataset):
     occ = run.backbone.occupancy
     hull = float(occ.visible.float().mean())
     print(f"\noccupied cells after training: {occ.fraction_occupied:.3f} (visual hull {hull:.3f})")
-    assert occ.fraction_occupied < 0.5 and occ.fraction_occupied <= hull < 0.8
+    assert 0.05 < occ.fraction_occupied <= hull < 0.6
     c2w, intr, cond = _val_condition(run, dataset)
     kw = dict(chunk_rays=8192)
     fast = render_image(run.backbone, c2w, intr, 64, run.near, run.far, cond, torch.ones(3), **kw)

@@ -72,16 +72,25 @@ def test_head_composite_on_a_background_image(run, media, tmp_path):
     res = render(None, media / "audio/radio31_8s_en.wav", media / "video/aoc_8s_512.mp4",
                  "frozen", out, run=run, max_seconds=0.4, size=64, composite="head",
                  background=str(tmp_path / "bg.png"), grid=False, progress=False)
-    frames = _decode(out)[0]
+    frames = _decode(out)[0].astype(np.float32)
     assert res.pasted is None and res.torso_frames is None and frames.shape[1:3] == (64, 64)
-    corner = frames[:, :4, :4].reshape(-1, 3).mean(0)   # no head there: the image
-    assert corner[2] > 200 and corner[0] < 40 and corner[1] < 40, corner
+    white = tmp_path / "white.mp4"                       # the same head on white
+    render(None, media / "audio/radio31_8s_en.wav", media / "video/aoc_8s_512.mp4", "frozen",
+           white, run=run, max_seconds=0.4, size=64, composite="head", background="white",
+           grid=False, progress=False)
+    on_white = _decode(white)[0].astype(np.float32)
+    # out = head + (1 - opacity) * background: white - blue = (1 - opacity) * (255, 255, 0)
+    d = on_white - frames
+    assert float(np.abs(d[..., 2]).mean()) < 3.0, float(np.abs(d[..., 2]).mean())
+    assert float(np.abs(d[..., 0] - d[..., 1]).mean()) < 4.0
+    assert float(d[..., 0].min()) > -12 and float(d[..., 0].mean()) > 20   # the image shows
 
 
-def test_full_composite_is_the_head_where_opaque_and_the_background_where_empty(
+def test_full_composite_of_a_real_render_is_head_over_torso_over_background(
         run, preprocessed):
-    """compose_full on a real render: the premultiplied head where its opacity is 1, the
-    dataset background where neither head nor torso is."""
+    """render_frames' opacity is the one of its colour (over black = premultiplied, over white =
+    that + 1 - opacity), and the full frame is that head over the dataset's torso layer and
+    background (compose_full's formula)."""
     from jeancore.data.dataset import TalkingHeadDataset
     from jeancore.render.fullframe import DatasetTorso
 
@@ -90,16 +99,23 @@ def test_full_composite_is_the_head_where_opaque_and_the_background_where_empty(
     torso = DatasetTorso(root)
     j = 30
     codes = run.expression_codes_from_features(ds.emotion)[j:j + 1]
-    head, opacity = next(run.render_frames(ds.camera_to_head[j:j + 1], ds.audio[j:j + 1],
-                                           codes, background=(0.0, 0.0, 0.0), as_float=True,
-                                           with_opacity=True))
-    full = torso.compose(head, opacity, j)
+
+    def head(bg):
+        return next(run.render_frames(ds.camera_to_head[j:j + 1], ds.audio[j:j + 1], codes,
+                                      background=bg, as_float=True, with_opacity=True))
+
+    rgb, opacity = head((0.0, 0.0, 0.0))
+    on_white, opacity_w = head((1.0, 1.0, 1.0))
+    assert opacity.shape == rgb.shape[:2] and float(opacity.max() - opacity.min()) > 0.3
+    np.testing.assert_allclose(opacity_w, opacity, atol=1e-5)
+    assert float((rgb - opacity[..., None]).max()) < 1e-4            # premultiplied
+    np.testing.assert_allclose(on_white, rgb + (1 - opacity[..., None]), atol=1e-4)
+    full = torso.compose(rgb, opacity, j)
     layer = torso.layer(j)
-    opaque = opacity > 0.999
-    empty = (opacity < 1e-3) & (layer.alpha < 1e-3)
-    assert opaque.sum() > 100 and empty.sum() > 100, (opaque.sum(), empty.sum())
-    np.testing.assert_allclose(full[opaque], head[opaque], atol=2e-3)
-    np.testing.assert_allclose(full[empty], torso.background[empty] / 255.0, atol=2e-3)
+    a = layer.alpha.reshape(*opacity.shape, 1)
+    under = layer.rgb * a + torso.background / 255.0 * (1 - a)      # background: uint8
+    np.testing.assert_allclose(full, rgb + (1 - opacity[..., None]) * under, atol=1e-5)
+    assert float(np.abs(full - under).max()) > 0.1                  # the head shows
 
 
 def test_torso_frame_of_each_pose(run, preprocessed):

@@ -61,12 +61,12 @@ def _dataset_speech(root, ds, first: int, n: int) -> np.ndarray | None:
         return None
     sr = 16000
     wav = load_audio(path, sr)
-    start = (int(ds.first_frame) + first) / FPS
+    start = (int(ds.first_frame) + first) / ds.fps
     a = int(round(start * sr))
-    return np.asarray(wav[a:a + int(round(n / FPS * sr))], np.float32)
+    return np.asarray(wav[a:a + int(round(n / ds.fps * sr))], np.float32)
 
 
-def _lip_sync(pred_marks, wav, gt_marks, gt_wav=None) -> dict:
+def _lip_sync(pred_marks, wav, gt_marks, fps: float, gt_wav=None) -> dict:
     """``lip_sync_z`` (+ lag) of the rendered landmarks with ``wav`` and of the ground truth's
     with ``gt_wav`` (default the same speech); None where the clip is too short or silent."""
     from ..metrics.lipsync import lip_sync_from_landmarks
@@ -79,7 +79,7 @@ def _lip_sync(pred_marks, wav, gt_marks, gt_wav=None) -> dict:
         if w is None:
             continue
         try:
-            r = lip_sync_from_landmarks(marks, w, FPS)
+            r = lip_sync_from_landmarks(marks, w, fps)
         except BadInputError as e:
             log.info("%s not computed: %s", key, e)
             continue
@@ -217,7 +217,7 @@ def evaluate_run(run_dir, config: EvaluateConfig | None = None, *, dataset=None,
                                                              audio_model)
     contiguous = len(idx) == len(val)
     val_wav = _dataset_speech(root, allds, int(rows[0]), len(rows)) if contiguous else None
-    res_self.update(_lip_sync(pred_marks, val_wav, gt_marks))
+    res_self.update(_lip_sync(pred_marks, val_wav, gt_marks, FPS))
     n_rendered = len(pred)
     results = {"self": res_self}
     if compare is not None and pred_full is not None:
@@ -257,7 +257,7 @@ def evaluate_run(run_dir, config: EvaluateConfig | None = None, *, dataset=None,
         ds_marks = allds.landmarks.astype(np.float32)
         ds_wav = _dataset_speech(root, allds, 0, len(allds))
         res_cross.update(_lip_sync(marks_x, wav[: int(round(n / FPS * 16000))], ds_marks,
-                                   ds_wav))
+                                   FPS, ds_wav))
         results["cross"] = res_cross
         if rendered is None:
             n_rendered += len(pred_x)
