@@ -4,7 +4,8 @@
 # bandwidth: gpu_checks.sh, the marching one on DATASET_DIR's head), then the NeRF:
 # fused-vs-reference training throughput and a time-limited run of the full preset with its
 # validation PSNR curve (bench_nerf.py), then rendering speed and quality of that run on the
-# validation frames at the dataset's size (bench_render.py).
+# validation frames at the dataset's size (bench_render.py), then the grid backbone's `fast`
+# preset for 30 minutes (bench_backbones.py).
 #
 #   OUT=... bash benchmarks/gpu_session.sh DATASET_DIR [TRAIN_SECONDS=300]
 #
@@ -56,6 +57,14 @@ t0=$(date +%s)
 $PY "$REPO/benchmarks/bench_render.py" /tmp/nerf_full --json "$R/render.json" \
     --save-frames "$OUT/val_frames.npz" 2> "$R/render.err" | tail -12
 echo "bench_render: rc=$?, $(( $(date +%s) - t0 )) s"; tail -3 "$R/render.err"
+# the grid backbone's `fast` preset on the GPU: face-box PSNR curve over 30 minutes (snapshots
+# at 2, 5, 10, 20, 30 min) and frames/s at the dataset's size
+t0=$(date +%s)
+$PY "$REPO/benchmarks/bench_backbones.py" "$DATA" --backbones grid --preset fast \
+    --device cuda --minutes "${FAST_MINUTES:-2,5,10,20,30}" --lip --json "$R/backbones_fast.json" \
+    > "$R/backbones_fast.md" 2> "$R/backbones_fast.err"
+echo "bench_backbones (fast): rc=$?, $(( $(date +%s) - t0 )) s"
+tail -12 "$R/backbones_fast.md"; tail -3 "$R/backbones_fast.err"
 cp /tmp/nerf_full/checkpoint.pt "$OUT/nerf_checkpoint.pt" 2>/dev/null
 cp /tmp/nerf_full/metrics.json "$R/nerf_metrics.json" 2>/dev/null
 last=$(ls /tmp/nerf_full/val/*.png 2>/dev/null | tail -1); [ -n "$last" ] && cp "$last" "$OUT/val_last.png"

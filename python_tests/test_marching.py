@@ -3,6 +3,8 @@ OccupancyGrid: update, visibility, state."""
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 
@@ -283,6 +285,58 @@ def test_mark_invisible_one_camera():
     c2w_cv[0, 2, 3] = -4.0
     grid_cv.mark_invisible(c2w_cv, (fx, fy, 50.0, 50.0), (100, 100), 3.2, 4.5, convention="opencv")
     assert torch.equal(grid_cv.visible, grid.visible.flip(2).flip(1))
+
+
+def _look_at(eye) -> torch.Tensor:
+    """OpenGL camera-to-world at ``eye`` looking at the origin (y up)."""
+    eye = torch.as_tensor(eye, dtype=torch.float32)
+    back = eye / eye.norm()
+    up = torch.tensor([0.0, 1.0, 0.0])
+    right = torch.linalg.cross(up, back)
+    right = right / right.norm()
+    up = torch.linalg.cross(back, right)
+    m = torch.eye(4)
+    m[:3, 0], m[:3, 1], m[:3, 2], m[:3, 3] = right, up, back, eye
+    return m
+
+
+def test_mark_outside_masks_carves_the_visual_hull():
+    """Cameras around a sphere of radius 0.6 with its exact silhouettes: the cells inside the
+    sphere stay visible, the cells well outside its visual hull (the box corners) do not; a
+    few wrong masks are tolerated with min_share < 1; bad arguments raise."""
+    grid = ops.OccupancyGrid((-1.0, -1.0, -1.0, 1.0, 1.0, 1.0), 16)
+    size, f = 64, 80.0
+    cams = torch.stack([_look_at((4 * math.cos(a), 0.8 * math.sin(3 * a), 4 * math.sin(a)))
+                        for a in (2 * math.pi * k / 12 for k in range(12))])
+    yy, xx = torch.meshgrid(torch.arange(size) + 0.5, torch.arange(size) + 0.5, indexing="ij")
+    pix = torch.stack([xx.reshape(-1), yy.reshape(-1)], -1)
+    masks = []
+    for c in cams:
+        o, d = ops.generate_rays(c[:3], f, f, size / 2, size / 2, pix)
+        d = d / d.norm(dim=-1, keepdim=True)
+        closest = (o * d).sum(-1).neg()
+        miss = (o + d * closest[:, None]).norm(dim=-1)
+        masks.append((miss <= 0.6).reshape(size, size))
+    masks = torch.stack(masks)
+    bad = masks.clone()
+    bad[0] = False                                   # one empty (wrong) mask
+    centres = grid.cell_centers().view(16, 16, 16, 3)
+    r = centres.norm(dim=-1)
+    for m, share in ((masks, 1.0), (bad, 0.9)):
+        g = ops.OccupancyGrid((-1.0, -1.0, -1.0, 1.0, 1.0, 1.0), 16)
+        left = g.mark_outside_masks(m, cams, (f, f, size / 2, size / 2), min_share=share,
+                                    dilate_px=0)
+        assert bool(g.visible[r < 0.6].all())
+        assert not bool(g.visible[r > 1.3].any())           # corners of the box
+        assert 0.1 < left < 0.6 and not bool(g.occupied[~g.visible].any())
+    strict = ops.OccupancyGrid((-1.0, -1.0, -1.0, 1.0, 1.0, 1.0), 16)
+    strict.mark_outside_masks(bad, cams, (f, f, size / 2, size / 2), min_share=1.0)
+    assert not bool(strict.visible[r < 0.6].any())   # the empty mask carves everything it sees
+    for kw, match in ((dict(min_share=0.0), "min_share"), (dict(dilate_px=-1), "dilate_px")):
+        with pytest.raises(ValueError, match=match):
+            grid.mark_outside_masks(masks, cams, (f, f, 32.0, 32.0), **kw)
+    with pytest.raises(ValueError, match="same T"):
+        grid.mark_outside_masks(masks[:3], cams, (f, f, 32.0, 32.0))
 
 
 def test_state_dict_round_trip():

@@ -249,3 +249,22 @@ def test_evaluate_cross_and_table(clips):
     assert "30.0000 dB" in table and "n/a (no face found)" in table
     lines = [ln for ln in table.splitlines() if "LPIPS" in ln or "LSE-C" in ln]
     assert lines and not any(ln.rstrip().endswith("0.0000") for ln in lines)
+
+
+def test_mean_mouth_baseline_known_answer():
+    """Training mouths all at the same place relative to the nose tip: the baseline puts that
+    mouth under each ground-truth nose, so a ground-truth mouth moved by (3, 4) px scores an
+    M-LMD of exactly 5, an unmoved one 0; NaN training rows are ignored."""
+    from jeancore.metrics.face import mean_mouth_baseline, m_lmd
+
+    rng = np.random.default_rng(0)
+    base = rng.uniform(0, 100, (68, 2))
+    train = np.stack([base + rng.uniform(-20, 20, 2) for _ in range(30)])  # head moves
+    train[3] = np.nan
+    gt = np.stack([base + rng.uniform(-20, 20, 2) for _ in range(5)])
+    assert m_lmd(mean_mouth_baseline(gt, train), gt) == pytest.approx(0.0, abs=1e-9)
+    moved = gt.copy()
+    moved[:, 48:68] += (3.0, 4.0)
+    assert m_lmd(mean_mouth_baseline(moved, train), moved) == pytest.approx(5.0)
+    with pytest.raises(ValueError):
+        mean_mouth_baseline(gt[:, :60], train)

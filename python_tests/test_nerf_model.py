@@ -178,8 +178,9 @@ def test_backbone_registry_and_configs():
     from jeancore.models.backbone import backbone_class, config_from_dict
 
     assert backbone_class("adnerf") is AdNerfBackbone and BACKBONES["adnerf"] is AdNerfBackbone
-    with pytest.raises(ConfigError, match="unknown NeRF backbone 'grid'"):
-        build_backbone("grid")
+    assert set(BACKBONES) == {"adnerf", "grid"}
+    with pytest.raises(ConfigError, match="unknown NeRF backbone 'instant'.*adnerf.*grid"):
+        build_backbone("instant")
     # a checkpoint stores the config as plain values (lists); they come back as tuples
     b = build_backbone("adnerf", {"width": 16, "depth": 3, "skips": [1]}, 8, (0.0, 0.0, 1.0),
                        2.0)

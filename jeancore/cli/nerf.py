@@ -51,7 +51,7 @@ class Train:
     refine: ClassVar[dict] = {
         (NerfTrainConfig, "preset"): Refine(choices=tuple(PRESETS), help=(
             "the preset whose values are the defaults of the other options (the paper's "
-            "'full' with a GPU, 'cpu-smoke' without); options given override them")),
+            "'full' with a GPU, 'cpu' without); options given override them")),
         (NerfTrainConfig, "backbone"): Refine(choices=tuple(BACKBONES)),
         (NerfTrainConfig, "ops"): Refine(choices=OPS_BACKENDS),
     }

@@ -32,6 +32,7 @@ import numpy as np
 from ..errors import BadInputError, MissingDependencyError
 
 __all__ = ["MOUTH_POINTS", "FACE_POINTS", "psnr", "psnr_from_mse", "ssim", "lmd", "m_lmd", "f_lmd", "lmdv",
+           "mean_mouth_baseline",
            "landmarks_of_frames", "face_box", "crop_frames", "face_descriptors",
            "cosine_distance", "identity_distance", "expression_parameters", "exp_diff",
            "exp_diff_frames", "lpips_distance", "lse_c", "UNAVAILABLE"]
@@ -44,7 +45,12 @@ FACE_POINTS = np.arange(0, 48)
 
 #: How a report shows a metric that needs weights the user did not supply.
 UNAVAILABLE = {"lpips": "unavailable (pass --lpips-weights ALEXNET.pth)",
-               "lse_c": "unavailable (pass --syncnet-weights syncnet_v2.model)"}
+               "lse_c": "unavailable (pass --syncnet-weights syncnet_v2.model)",
+               "lse_d": "unavailable (pass --syncnet-weights syncnet_v2.model)",
+               "psnr_full": "unavailable (the dataset has no torso labels)",
+               "ssim_full": "unavailable (the dataset has no torso labels)",
+               "lip_sync_z": "unavailable (clip shorter than 2 s + 20 frames)",
+               "lip_sync_z_ground_truth": "unavailable (clip shorter than 2 s + 20 frames)"}
 
 
 # ------------------------------------------------------------------------------------------
@@ -249,6 +255,34 @@ def lmd(pred, gt, points=None) -> float:
 def m_lmd(pred, gt) -> float:
     """Mouth LMD (M-LMD): :func:`lmd` over the 20 mouth points 48-67 of iBUG-68, pixels."""
     return lmd(pred, gt, MOUTH_POINTS)
+
+
+def mean_mouth_baseline(gt, train_landmarks) -> np.ndarray:
+    """The "training-mean mouth" baseline of M-LMD: the ground-truth landmarks with the mouth
+    (48-67) replaced by the training frames' mean mouth, placed relative to each frame's nose
+    tip (point 30) as in training: a mouth that does not follow the speech.
+
+    Args:
+        gt: float [T, 68, 2] ground-truth landmarks (pixels). train_landmarks: float
+            [N, 68, 2] the training frames' (same pixel scale), NaN rows ignored.
+
+    Returns:
+        float [T, 68, 2] (score it with :func:`m_lmd` against ``gt``).
+
+    Raises:
+        ValueError: not iBUG-68 arrays, or no finite training frame.
+    """
+    g = np.asarray(gt, np.float64)
+    t = np.asarray(train_landmarks, np.float64)
+    if g.ndim != 3 or g.shape[1:] != (68, 2) or t.ndim != 3 or t.shape[1:] != (68, 2):
+        raise ValueError(f"landmarks must be iBUG-68 [T, 68, 2], got {g.shape} and {t.shape}")
+    ok = np.isfinite(t).all(axis=(1, 2))
+    if not ok.any():
+        raise ValueError("no training frame has landmarks")
+    rel = (t[ok][:, MOUTH_POINTS] - t[ok][:, 30:31]).mean(0)
+    out = g.copy()
+    out[:, MOUTH_POINTS] = g[:, 30:31] + rel
+    return out
 
 
 def f_lmd(pred, gt) -> float:

@@ -31,8 +31,8 @@ import numpy as np
 
 from ..errors import BadInputError
 
-__all__ = ["LABEL", "LipSyncScore", "lip_sync_from_landmarks", "lip_sync_score",
-           "mouth_opening"]
+__all__ = ["LABEL", "LipSyncScore", "inner_lip_gap", "lip_sync_from_landmarks",
+           "lip_sync_score", "mouth_opening"]
 
 #: How a report labels the score.
 LABEL = "lip-speech sync z (offline: lip opening vs speech envelope; not LSE-C)"
@@ -77,6 +77,30 @@ class LipSyncScore:
                 v = getattr(self, f.name)
                 out[f.name] = round(v, 4) if isinstance(v, float) else v
         return out
+
+
+def inner_lip_gap(landmarks) -> np.ndarray:
+    """Inner-lip gap per frame: the mean of |p61 - p67|, |p62 - p66|, |p63 - p65| (iBUG-68,
+    0-based) over the inter-ocular distance |p36 - p45|.
+
+    Args:
+        landmarks: float [T, 68, 2] (pixels or any unit), finite.
+
+    Returns:
+        float64 [T] in inter-ocular distances (0: lips closed).
+
+    Raises:
+        BadInputError: not [T, 68, 2], non-finite values, or eyes at one point.
+    """
+    pts = np.asarray(landmarks, np.float64)
+    if pts.ndim != 3 or pts.shape[1:] != (68, 2):
+        raise BadInputError(f"landmarks must be iBUG-68 points [T, 68, 2], got {pts.shape}")
+    iod = np.linalg.norm(pts[:, 36] - pts[:, 45], axis=1)
+    if not np.all(np.isfinite(pts)) or np.any(iod <= 1e-9):
+        raise BadInputError("landmarks have non-finite values or coincident eye corners")
+    gap = sum(np.linalg.norm(pts[:, a] - pts[:, b], axis=1)
+              for a, b in ((61, 67), (62, 66), (63, 65))) / 3.0
+    return gap / iod
 
 
 def mouth_opening(landmarks, *, min_face_fraction: float = 0.5) -> tuple[np.ndarray, int]:

@@ -82,9 +82,9 @@ class AdNerfBackbone(Backbone):
     config_class = AdNerfConfig
 
     def __init__(self, config: AdNerfConfig | None = None, cond_dim: int = 96,
-                 center=(0.0, 0.0, 0.0), radius: float = 1.0):
+                 center=(0.0, 0.0, 0.0), radius: float = 1.0, audio_dim: int = 0):
         super().__init__(AdNerfConfig() if config is None else config, cond_dim, center,
-                         radius)
+                         radius, audio_dim)
         mlp = self.config.mlp_config(self.cond_dim)
         self.coarse = NerfMLP(**mlp)
         self.fine = NerfMLP(**mlp)

@@ -89,15 +89,20 @@ class Backbone(nn.Module):
         config: an instance of ``config_class`` (validated here).
         cond_dim: width of e_in (>= 0).
         center: float [3] head-sphere centre (decimetres). radius: its radius (decimetres).
+        audio_dim: how many of e_in's first channels are the audio code e_a (the rest is the
+            expression code e_e); a backbone that treats them differently (e.g. the grid's
+            region attention) reads it, others ignore it.
 
     Raises:
-        ConfigError: a config of another class, bad settings, cond_dim < 0, radius <= 0.
+        ConfigError: a config of another class, bad settings, cond_dim < 0, radius <= 0,
+            audio_dim outside 0 .. cond_dim.
     """
 
     name: ClassVar[str] = ""
     config_class: ClassVar[type] = type(None)
 
-    def __init__(self, config, cond_dim: int, center=(0.0, 0.0, 0.0), radius: float = 1.0):
+    def __init__(self, config, cond_dim: int, center=(0.0, 0.0, 0.0), radius: float = 1.0,
+                 audio_dim: int = 0):
         super().__init__()
         if not isinstance(config, self.config_class):
             raise ConfigError(f"the {self.name} backbone takes a {self.config_class.__name__}, "
@@ -108,8 +113,13 @@ class Backbone(nn.Module):
             raise ConfigError(f"cond_dim must be an integer >= 0, got {cond_dim!r}")
         if not float(radius) > 0:
             raise ConfigError(f"radius must be > 0, got {radius!r}")
+        if isinstance(audio_dim, bool) or int(audio_dim) != audio_dim \
+                or not 0 <= audio_dim <= cond_dim:
+            raise ConfigError(f"audio_dim must be an integer in 0 .. cond_dim={cond_dim}, got "
+                              f"{audio_dim!r}")
         self.config = config
         self.cond_dim = int(cond_dim)
+        self.audio_dim = int(audio_dim)
         self.register_buffer("center", torch.as_tensor(center, dtype=torch.float32).reshape(3))
         self.register_buffer("radius", torch.tensor(float(radius), dtype=torch.float32))
 
@@ -179,6 +189,18 @@ class Backbone(nn.Module):
         scales every group's base lr by the run's decay. Default: all parameters at ``lr``."""
         return [{"params": list(self.parameters()), "lr": lr}]
 
+    def observe_cameras(self, camera_to_head: torch.Tensor, intrinsics, size: int, near: float,
+                        far: float, masks: torch.Tensor | None = None) -> None:
+        """Called once before training with the training frames' cameras (default: nothing),
+        e.g. to mark space that no training camera sees as never occupied.
+
+        Args:
+            camera_to_head: float [T, 4, 4] camera-to-head transforms (OpenGL axes, dm).
+            intrinsics: (fx, fy, cx, cy) in pixels at ``size``.
+            size: image side (pixels). near, far: z-depth bounds (decimetres).
+            masks: bool [T, size, size] head pixels of those frames, or None.
+        """
+
     def before_step(self, step: int, ctx: StepContext) -> None:
         """Called by the trainer before every training step (default: nothing), e.g. to
         update an occupancy grid every k steps. Draw random numbers only from
@@ -229,9 +251,9 @@ def config_from_dict(cls: type, values: dict):
 
 
 def build_backbone(name: str, config=None, cond_dim: int = 96, center=(0.0, 0.0, 0.0),
-                   radius: float = 1.0) -> Backbone:
+                   radius: float = 1.0, audio_dim: int = 0) -> Backbone:
     """A new backbone ``name`` from its config (an instance of its ``config_class``, a dict
-    of its fields, or None for the defaults).
+    of its fields, or None for the defaults); ``audio_dim``: see :class:`Backbone`.
 
     Raises:
         ConfigError: unknown backbone or settings (see :class:`Backbone`).
@@ -241,8 +263,8 @@ def build_backbone(name: str, config=None, cond_dim: int = 96, center=(0.0, 0.0,
         config = cls.config_class()
     elif isinstance(config, dict):
         config = config_from_dict(cls.config_class, config)
-    return cls(config, cond_dim, center, radius)
+    return cls(config, cond_dim, center, radius, audio_dim=audio_dim)
 
 
 # the built-in backbones register themselves on import (after the names above exist)
-from . import adnerf  # noqa: E402,F401
+from . import adnerf, grid  # noqa: E402,F401

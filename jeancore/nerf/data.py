@@ -11,7 +11,8 @@ import torch
 
 from ..errors import BadInputError
 
-__all__ = ["NerfData", "dataset_fingerprint", "face_rects", "load_nerf_data", "pixel_grid"]
+__all__ = ["NerfData", "dataset_fingerprint", "face_rects", "load_nerf_data", "mouth_rects",
+           "pixel_grid"]
 
 
 def face_rects(landmarks: np.ndarray, size: int, scale: float = 1.0) -> np.ndarray:
@@ -41,6 +42,31 @@ def face_rects(landmarks: np.ndarray, size: int, scale: float = 1.0) -> np.ndarr
     r[:, 3] = np.maximum(r[:, 3], np.minimum(r[:, 1] + 1, size))
     r[:, 0] = np.minimum(r[:, 0], r[:, 2] - 1)
     r[:, 1] = np.minimum(r[:, 1], r[:, 3] - 1)
+    return r
+
+
+def mouth_rects(landmarks: np.ndarray, size: int, scale: float = 1.0,
+                margin: float = 0.25) -> np.ndarray:
+    """Mouth boxes: the box of the iBUG-68 mouth points (48-67) widened on every side by
+    ``margin`` times the inter-ocular distance (the chin and the lips' surroundings move with
+    the jaw), scaled by ``scale`` and clipped to the image.
+
+    Args:
+        landmarks: float [T, 68, 2] pixels at the dataset size.
+        size: image side at the target resolution (pixels).
+        scale: target resolution / dataset resolution.
+        margin: widening, in inter-ocular distances (distance of the eye centres).
+
+    Returns:
+        int64 [T, 4] (x0, y0, x1, y1) as :func:`face_rects`, each at least 1 pixel.
+    """
+    lm = np.asarray(landmarks, np.float64)
+    iod = np.linalg.norm(lm[:, 36:42].mean(1) - lm[:, 42:48].mean(1), axis=1)[:, None]
+    lo, hi = lm[:, 48:68].min(1) - margin * iod, lm[:, 48:68].max(1) + margin * iod
+    r = np.concatenate([np.floor(lo * scale), np.ceil(hi * scale)], 1)
+    r = np.clip(r, 0, size).astype(np.int64)
+    r[:, 2:] = np.maximum(r[:, 2:], np.minimum(r[:, :2] + 1, size))
+    r[:, :2] = np.minimum(r[:, :2], r[:, 2:] - 1)
     return r
 
 
@@ -76,6 +102,7 @@ class NerfData:
         intrinsics: (fx, fy, cx, cy) in pixels at ``size``. near, far: z-depths (decimetres).
         head_center: float32 [3], head_radius: float (decimetres).
         rects: int64 [T, 4] face boxes at ``size`` (:func:`face_rects`).
+        mouth: int64 [T, 4] mouth boxes at ``size`` (:func:`mouth_rects`).
         audio: float32 [T, window, D] speech-feature windows, or None.
         emotion: float32 [T, 128] emotion features.
         train_idx, val_idx: int64 frame indices of the two splits (validation: the last 10%).
@@ -95,6 +122,7 @@ class NerfData:
     head_center: np.ndarray
     head_radius: float
     rects: torch.Tensor
+    mouth: torch.Tensor
     audio: torch.Tensor | None
     emotion: np.ndarray
     train_idx: np.ndarray
@@ -165,6 +193,7 @@ def load_nerf_data(root, resolution: int | None = None, *, images: bool = True) 
         intrinsics=(fx * scale, fy * scale, cx * scale, cy * scale), near=ds.near, far=ds.far,
         head_center=center, head_radius=radius,
         rects=torch.from_numpy(face_rects(ds.landmarks, size, scale)),
+        mouth=torch.from_numpy(mouth_rects(ds.landmarks, size, scale)),
         audio=torch.from_numpy(np.ascontiguousarray(ds.audio, np.float32)),
         emotion=np.ascontiguousarray(ds.emotion, np.float32), train_idx=train_idx,
         val_idx=val_idx)

@@ -124,7 +124,8 @@ class NerfRun:
     @torch.no_grad()
     def render_frames(self, camera_to_head, audio_windows, expression_codes, *,
                       size: int | None = None, background="white", chunk_rays: int = 16384,
-                      as_float: bool = False, **sampling) -> Iterator[np.ndarray]:
+                      as_float: bool = False, with_opacity: bool = False,
+                      **sampling) -> Iterator:
         """Render a sequence, one frame at a time, ``chunk_rays`` rays per network pass.
 
         Args:
@@ -138,11 +139,15 @@ class NerfRun:
                 background) or a colour [3] / image [size, size, 3] (float in [0, 1] or uint8).
             chunk_rays: rays per pass (bounds memory).
             as_float: yield float32 RGB in [0, 1] instead of uint8 (no quantisation).
+            with_opacity: yield ``(rgb, opacity)`` pairs, the opacity float32 [size, size] in
+                [0, 1] (for :func:`jeancore.render.fullframe.compose_full`, render over
+                ``background=(0, 0, 0)``: the colour is then premultiplied).
             **sampling: the backbone's sampling settings (default: the training values),
                 e.g. AD-NeRF's ``n_coarse``, ``n_fine``.
 
         Yields:
-            uint8 (or float32 with ``as_float``) [size, size, 3] RGB frames.
+            uint8 (or float32 with ``as_float``) [size, size, 3] RGB frames (or pairs, see
+            ``with_opacity``).
 
         Raises:
             BadInputError: the three inputs have different lengths or wrong shapes.
@@ -172,9 +177,11 @@ class NerfRun:
             img = render_image(self.backbone, c2w[t].to(self.device), intr, size, self.near,
                                self.far, cond[t], bg, chunk_rays=int(chunk_rays),
                                ray_ops=self.ray_ops, amp=self.device.type == "cuda",
-                               **sampling)
-            yield img.float().cpu().numpy() if as_float else \
+                               return_opacity=with_opacity, **sampling)
+            img, opacity = img if with_opacity else (img, None)
+            img = img.float().cpu().numpy() if as_float else \
                 (img * 255).round().byte().cpu().numpy()
+            yield (img, opacity.float().cpu().numpy()) if with_opacity else img
 
     def check_dataset(self, root) -> None:
         """Raises BadInputError when the dataset at ``root`` has other audio features than
@@ -187,7 +194,8 @@ class NerfRun:
                                 f"NeRF takes [{self.audio_window}, {self.audio_dim}]")
 
 
-def load_nerf_run(run_dir, device="cpu", *, ops: str = "fused", **expected) -> NerfRun:
+def load_nerf_run(run_dir, device="cpu", *, ops: str = "fused", backbone: str | None = None,
+                  **expected) -> NerfRun:
     """Load a run of :func:`jeancore.train.train_nerf` (``run_dir/checkpoint.pt``) to render.
 
     Args:
@@ -195,6 +203,7 @@ def load_nerf_run(run_dir, device="cpu", *, ops: str = "fused", **expected) -> N
             backbone seam, loaded as the AD-NeRF backbone).
         device: torch device for the networks.
         ops: ``"fused"`` kernels or ``"reference"`` ops.
+        backbone: the backbone the caller needs (e.g. ``"grid"``); None: any.
         **expected: backbone settings the caller needs (keys of the backbone's config, e.g.
             ``width=128``); other values raise ConfigError.
 
@@ -202,7 +211,7 @@ def load_nerf_run(run_dir, device="cpu", *, ops: str = "fused", **expected) -> N
         FileNotFoundError: no checkpoint.
         BadInputError: not a NeRF checkpoint, an unknown backbone, or weights that do not fit
             its stored settings.
-        ConfigError: settings other than ``expected``.
+        ConfigError: another backbone than ``backbone``, settings other than ``expected``.
     """
     from ..checkpoints import check_expected, read_nerf_checkpoint
     from ..models.backbone import BACKBONES, build_backbone
@@ -210,17 +219,21 @@ def load_nerf_run(run_dir, device="cpu", *, ops: str = "fused", **expected) -> N
 
     path = Path(run_dir)
     ckpt = read_nerf_checkpoint(path)
+    if backbone is not None and ckpt["backbone"] != backbone:
+        raise ConfigError(f"{path} is a NeRF of the {ckpt['backbone']!r} backbone, not "
+                          f"{backbone!r}")
     settings = ckpt["backbone_config"]
     check_expected(settings, expected, path, "NeRF")
     ds = ckpt["dataset"]
     dev = torch.device(device)
     try:
-        backbone = build_backbone(ckpt["backbone"], settings, ckpt["cond_dim"],
-                                  ds["head_center"], ds["head_radius"])
+        net = build_backbone(ckpt["backbone"], settings, ckpt["cond_dim"],
+                             ds["head_center"], ds["head_radius"],
+                             audio_dim=int(ckpt["conditioner_config"]["code_dim"]))
     except ConfigError as e:
         raise BadInputError(f"{path}: {e} (known backbones: {sorted(BACKBONES)})") from e
     try:
-        backbone.load_state_dict(ckpt["model"])
+        net.load_state_dict(ckpt["model"])
         cond = AudioConditioner.from_config(ckpt["conditioner_config"])
         cond.load_state_dict(ckpt["conditioner"])
         expr = ExpressionTransformer.from_config(ckpt["expression_config"])
@@ -228,7 +241,7 @@ def load_nerf_run(run_dir, device="cpu", *, ops: str = "fused", **expected) -> N
     except (RuntimeError, KeyError, TypeError) as e:
         raise BadInputError(f"{path}: the stored weights do not fit the stored settings "
                             f"{settings}: {str(e).splitlines()[0]}") from e
-    return NerfRun(backbone=backbone.to(dev).eval(), conditioner=cond.to(dev).eval(),
+    return NerfRun(backbone=net.to(dev).eval(), conditioner=cond.to(dev).eval(),
                    expression=expr.eval(), size=int(ds["dataset_size"]),
                    intrinsics=tuple(float(v) for v in ds["intrinsics"]), near=float(ds["near"]),
                    far=float(ds["far"]), background=ds["background"].numpy(), dataset=ds,

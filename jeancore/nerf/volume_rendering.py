@@ -192,7 +192,7 @@ def _counts(n: int, k: int, like: torch.Tensor) -> torch.Tensor:
 def render_image(backbone, camera_to_head: torch.Tensor, intrinsics, size: int, near: float,
                  far: float, cond: torch.Tensor | None, background, *, chunk_rays: int = 8192,
                  ray_ops: RayOps | None = None, amp: bool = False, stop=None,
-                 **sampling) -> torch.Tensor:
+                 return_opacity: bool = False, **sampling):
     """Render one frame, ``chunk_rays`` rays at a time (memory bounded by the chunk).
 
     Args:
@@ -208,11 +208,13 @@ def render_image(backbone, camera_to_head: torch.Tensor, intrinsics, size: int, 
         ray_ops: the back end (default: fused kernels).
         amp: bfloat16 autocast of the fields on CUDA.
         stop: optional callable; when it returns True rendering stops early (KeyboardInterrupt).
+        return_opacity: also return the opacity (how much of each pixel the head covers).
         **sampling: the backbone's sampling settings for this frame (e.g. AD-NeRF's
             ``n_coarse``, ``n_fine``; default: the backbone's own, deterministic).
 
     Returns:
-        float32 [size, size, 3] in [0, 1] on the backbone's device.
+        float32 [size, size, 3] in [0, 1] on the backbone's device; with ``return_opacity``
+        the pair (that image, float32 [size, size] opacity in [0, 1]).
     """
     from .data import pixel_grid
 
@@ -224,6 +226,7 @@ def render_image(backbone, camera_to_head: torch.Tensor, intrinsics, size: int, 
     bg = torch.as_tensor(background, dtype=torch.float32, device=dev)
     bg = bg.reshape(-1, 3) if bg.dim() == 3 else bg
     out = torch.empty(pix.shape[0], 3, device=dev)
+    opacity = torch.empty(pix.shape[0], device=dev) if return_opacity else None
     for s in range(0, pix.shape[0], chunk_rays):
         if stop is not None and stop():
             raise KeyboardInterrupt
@@ -232,4 +235,9 @@ def render_image(backbone, camera_to_head: torch.Tensor, intrinsics, size: int, 
                                  cond, bg[s:e] if bg.dim() == 2 else bg, training=False,
                                  ray_ops=ray_ops, amp=amp, **sampling)
         out[s:e] = r.rgb
-    return out.reshape(size, size, 3).clamp_(0, 1)
+        if opacity is not None:
+            opacity[s:e] = r.opacity
+    img = out.reshape(size, size, 3).clamp_(0, 1)
+    if opacity is None:
+        return img
+    return img, opacity.reshape(size, size).clamp_(0, 1)

@@ -276,6 +276,83 @@ class OccupancyGrid(nn.Module):
         self.occupied &= self.visible
         return float(seen.float().mean())
 
+    @torch.no_grad()
+    def mark_outside_masks(self, masks, camera_to_world, intrinsics, *, min_share: float = 0.9,
+                           dilate_px: int = 2, convention: str = "opengl",
+                           cameras_per_batch: int = 16) -> float:
+        """Visual-hull carving: marks as never occupied the cells that fall outside the object's
+        silhouette in the cameras that see them; returns the share of cells left visible.
+
+        A visible cell stays visible when its centre projects inside ``masks`` (dilated by
+        the cell's projected radius plus ``dilate_px`` pixels) in at least ``min_share`` of
+        the cameras whose image it falls in (a strict visual hull is ``min_share=1``; below 1
+        tolerates a few bad masks). Cells no camera's image holds are left as they are.
+
+        Args:
+            masks: bool [T, H, W], the object's pixels in each camera.
+            camera_to_world: [T, 4, 4] or [T, 3, 4]. intrinsics: (fx, fy, cx, cy) in pixels
+                at (H, W), or [T, 4]. convention: as :meth:`mark_invisible`.
+            min_share: in (0, 1]. dilate_px: >= 0 pixels.
+
+        Raises:
+            ValueError: shapes that do not match, or arguments out of range.
+        """
+        import torch.nn.functional as F
+
+        if convention not in ("opengl", "opencv"):
+            raise ValueError(f"convention must be 'opengl' or 'opencv', got {convention!r}")
+        if not 0.0 < float(min_share) <= 1.0:
+            raise ValueError(f"min_share must be in (0, 1], got {min_share!r}")
+        if int(dilate_px) < 0:
+            raise ValueError(f"dilate_px must be >= 0, got {dilate_px!r}")
+        m = torch.as_tensor(masks)
+        c2w = as_tensor("camera_to_world", camera_to_world)
+        if m.dim() != 3 or c2w.dim() != 3 or c2w.shape[0] != m.shape[0] \
+                or c2w.shape[1:] not in ((4, 4), (3, 4)):
+            raise ValueError(f"masks must be [T, H, W] and camera_to_world [T, 4, 4] with the "
+                             f"same T, got {list(m.shape)} and {list(c2w.shape)}")
+        dev = self.ema.device
+        t, h, w = m.shape
+        c2w = c2w.to(device=dev, dtype=torch.float32)
+        k = torch.as_tensor(intrinsics, dtype=torch.float32, device=dev).reshape(-1, 4)
+        if k.shape[0] not in (1, t):
+            raise ValueError(f"intrinsics must be (fx, fy, cx, cy), [4] or [T, 4], got {list(k.shape)}")
+        k = k.expand(t, 4)
+        rot, centre = c2w[:, :3, :3], c2w[:, :3, 3]
+        if convention == "opengl":
+            rot = rot * torch.tensor([1.0, -1.0, -1.0], device=dev)
+        size = (self.aabb[3:] - self.aabb[:3]).to(torch.float32)
+        radius = 0.5 * float((size / self.resolution).norm())
+        centres = self.cell_centers()
+        todo = self.visible.reshape(-1).nonzero()[:, 0]
+        p = centres[todo]
+        inside = torch.zeros(todo.numel(), dtype=torch.float32, device=dev)
+        seen = torch.zeros_like(inside)
+        for a in range(0, t, cameras_per_batch):
+            b = slice(a, a + cameras_per_batch)
+            mb = m[b].to(device=dev, dtype=torch.float32)[:, None]
+            # dilation by the largest projected cell radius of this batch (conservative)
+            cam = torch.matmul(p[None] - centre[b, None], rot[b])         # [B, P, 3] (OpenCV)
+            z = cam[..., 2].clamp_min(1e-6)
+            fx, fy, cx, cy = (v[:, None] for v in k[b].unbind(-1))
+            u, v = fx * cam[..., 0] / z + cx, fy * cam[..., 1] / z + cy
+            r_px = int(math.ceil(float((fx * radius / z).max()))) + int(dilate_px)
+            if r_px > 0:
+                mb = F.max_pool2d(mb, 2 * r_px + 1, stride=1, padding=r_px)
+            ui, vi = u.floor().long(), v.floor().long()
+            ok = (cam[..., 2] > 0) & (ui >= 0) & (ui < w) & (vi >= 0) & (vi < h)
+            flat = mb.reshape(mb.shape[0], -1)
+            lin = (vi.clamp(0, h - 1) * w + ui.clamp(0, w - 1))
+            hit = torch.gather(flat, 1, lin) > 0.5
+            seen += ok.sum(0)
+            inside += (ok & hit).sum(0)
+        keep = (seen == 0) | (inside >= float(min_share) * seen)
+        vis = self.visible.view(-1)
+        vis[todo[~keep]] = False
+        self.ema[~self.visible] = 0.0
+        self.occupied &= self.visible
+        return float(self.visible.float().mean())
+
     def march(self, rays_o, rays_d, near, far, step_size: float, jitter=None):
         """:func:`march_rays` through this grid: (ray_indices [M], t_starts [M], t_ends [M])."""
         return march_rays(rays_o, rays_d, near, far, self.occupied, self._box, step_size,

@@ -25,14 +25,20 @@ __all__ = ["evaluate_self", "evaluate_cross", "format_audio_lip", "format_table"
 METRIC_INFO = {
     "psnr": ("PSNR (face crop)", "dB", "higher"),
     "ssim": ("SSIM (face crop)", "", "higher"),
+    "psnr_full": ("PSNR (full frame, head over torso)", "dB", "higher"),
+    "ssim_full": ("SSIM (full frame)", "", "higher"),
     "lpips": ("LPIPS (face crop)", "", "lower"),
     "lmd": ("LMD (68 points)", "px", "lower"),
     "m_lmd": ("M-LMD (mouth 48-67)", "px", "lower"),
+    "m_lmd_mean_mouth": ("  baseline: training-mean mouth", "px", "lower"),
     "f_lmd": ("F-LMD (face 0-47)", "px", "lower"),
     "lmdv": ("LMDV (velocity)", "px/frame", "lower"),
     "identity_distance": ("identity distance (dlib, ACD-style)", "cos", "lower"),
     "exp_diff": ("Exp-Diff (3DMM expression MSE)", "", "lower"),
     "lse_c": ("LSE-C (SyncNet)", "", "higher"),
+    "lse_d": ("LSE-D (SyncNet)", "", "lower"),
+    "lip_sync_z": ("lip-speech sync z (not LSE-C)", "", "higher"),
+    "lip_sync_z_ground_truth": ("  ground truth's", "", "higher"),
 }
 
 
@@ -131,13 +137,15 @@ def evaluate_cross(pred_frames, identity_frames, expression_frames, *,
             different length is brought to T with :func:`~jeancore.render.sources.fit_length`
             (``mode``), as rendering does.
         max_identity_frames: frames per side used for the face descriptors.
-        wav, syncnet_weights: 16 kHz audio and SyncNet weights for LSE-C (None -> None).
+        wav, syncnet_weights: 16 kHz audio and SyncNet weights for LSE-C / LSE-D (None ->
+            None).
         pred_landmarks: landmarks already detected on the output (as
             :func:`evaluate_self`); default detected here.
 
     Returns:
         dict: ``identity_distance`` (cosine distance of mean dlib descriptors), ``exp_diff``
-        (MSE of the 10 3DMM expression coefficients), ``lse_c`` (or None), ``frames``,
+        (MSE of the 10 3DMM expression coefficients), ``lse_c`` and ``lse_d`` (SyncNet; None
+        without weights), ``frames``,
         ``frames_with_face`` (output frames where the detector found a face). When no output
         frame has a face (an untrained or broken model), identity distance and Exp-Diff are
         NaN ("n/a (no face found)" in :func:`format_table`), not an error.
@@ -162,9 +170,14 @@ def evaluate_cross(pred_frames, identity_frames, expression_frames, *,
                             F.expression_parameters(expr))
     else:
         ident_d = e_diff = float("nan")
-    return {"identity_distance": ident_d, "exp_diff": e_diff,
-            "lse_c": F.lse_c(pred, wav, syncnet_weights), "frames": int(len(pred)),
-            "frames_with_face": n_face}
+    lse_c = lse_d = None
+    if syncnet_weights is not None:
+        from ..metrics.syncnet import syncnet_scores
+
+        sync = syncnet_scores(pred, wav, syncnet_weights)
+        lse_c, lse_d = sync.lse_c, sync.lse_d
+    return {"identity_distance": ident_d, "exp_diff": e_diff, "lse_c": lse_c,
+            "lse_d": lse_d, "frames": int(len(pred)), "frames_with_face": n_face}
 
 
 def _fmt_value(name, v):

@@ -32,8 +32,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import math
-from fractions import Fraction
 from pathlib import Path
 from typing import Iterable, Iterator
 

@@ -52,9 +52,45 @@ class EvaluateConfig:
     """Torch device: 'auto' (CUDA when available), 'cpu', 'cuda', ..."""
 
 
+def _dataset_speech(root, ds, first: int, n: int) -> np.ndarray | None:
+    """The dataset's own speech (audio.wav, 16 kHz) under frames first .. first+n-1."""
+    from ..data.video import load_audio
+
+    path = Path(root) / "audio.wav"
+    if not path.is_file():
+        return None
+    sr = 16000
+    wav = load_audio(path, sr)
+    start = (int(ds.first_frame) + first) / ds.fps
+    a = int(round(start * sr))
+    return np.asarray(wav[a:a + int(round(n / ds.fps * sr))], np.float32)
+
+
+def _lip_sync(pred_marks, wav, gt_marks, fps: float, gt_wav=None) -> dict:
+    """``lip_sync_z`` (+ lag) of the rendered landmarks with ``wav`` and of the ground truth's
+    with ``gt_wav`` (default the same speech); None where the clip is too short or silent."""
+    from ..metrics.lipsync import lip_sync_from_landmarks
+
+    out = {}
+    for key, marks, w in (("lip_sync_z", pred_marks, wav),
+                          ("lip_sync_z_ground_truth", gt_marks,
+                           wav if gt_wav is None else gt_wav)):
+        out[key] = out[key + "_lag_s"] = None
+        if w is None:
+            continue
+        try:
+            r = lip_sync_from_landmarks(marks, w, fps)
+        except BadInputError as e:
+            log.info("%s not computed: %s", key, e)
+            continue
+        out[key], out[key + "_lag_s"] = float(r.z), float(r.lag_s)
+    return out
+
+
 def evaluate_run(run_dir, config: EvaluateConfig | None = None, *, dataset=None, audio=None,
                  expression=None, out=None, audio_model=None, lpips_weights=None,
-                 syncnet_weights=None, run=None, progress: bool = True, **settings) -> dict:
+                 syncnet_weights=None, run=None, progress: bool = True, compare=None,
+                 rendered=None, **settings) -> dict:
     """Self-driven (and, with ``audio`` and ``expression``, cross-driven) evaluation.
 
     Args:
@@ -70,10 +106,17 @@ def evaluate_run(run_dir, config: EvaluateConfig | None = None, *, dataset=None,
         settings: fields of :class:`EvaluateConfig` to change (e.g. ``max_frames=12``).
 
     Returns:
-        dict: ``self`` (metrics of :func:`~jeancore.render.evaluate_self` +
-        ``audio_lip`` and ``audio_lip_ground_truth``), optionally ``cross``
-        (:func:`~jeancore.render.evaluate_cross` + ``audio_lip``), and ``info`` (run, dataset,
-        frames, size, seconds, rendering frames/s).
+        dict: ``self`` (metrics of :func:`~jeancore.render.evaluate_self` + ``psnr_full`` /
+        ``ssim_full`` (the rendered head over the same frame's torso and the background,
+        against the recorded frame; None without torso labels), ``audio_lip`` and
+        ``audio_lip_ground_truth``, ``lip_sync_z`` / ``lip_sync_z_ground_truth`` with their
+        lags (:func:`jeancore.metrics.lipsync.lip_sync_from_landmarks` with the validation
+        speech; None when the validation split is shorter than 2 s + 20 frames or frames were
+        skipped)), optionally ``cross`` (:func:`~jeancore.render.evaluate_cross` on the full
+        frames + ``audio_lip`` + ``lip_sync_z`` of the output with its new speech and
+        ``lip_sync_z_ground_truth`` of the dataset with its own), ``compare`` (the
+        side-by-side video) and ``info`` (run, dataset, frames, size, seconds, rendering
+        frames/s).
 
     Raises:
         BadInputError: only one of audio / expression, a missing source, a run whose dataset
@@ -87,7 +130,7 @@ def evaluate_run(run_dir, config: EvaluateConfig | None = None, *, dataset=None,
     from ..checkpoints import load_audio_model
     from ..data.dataset import TalkingHeadDataset
     from ..metrics.audio import audio_lip_agreement
-    from ..metrics.face import landmarks_of_frames
+    from ..metrics.face import landmarks_of_frames, m_lmd, mean_mouth_baseline, psnr, ssim
     from ..models.audio_model import AudioModel
     from .evaluate import evaluate_cross, evaluate_self
     from .pipeline import FPS, resolve_dataset
@@ -97,6 +140,11 @@ def evaluate_run(run_dir, config: EvaluateConfig | None = None, *, dataset=None,
     size, max_frames, device = cfg.size, cfg.max_frames, cfg.device
     if (audio is None) != (expression is None):
         raise BadInputError("the cross-driven test needs both --audio and --expression")
+    if rendered is not None and audio is None:
+        raise BadInputError("a rendered video is evaluated cross-driven: pass the --audio and "
+                            "--expression it was rendered with")
+    if rendered is not None and not Path(rendered).is_file():
+        raise BadInputError(f"rendered video {str(rendered)!r}: no such file")
     t0 = time.perf_counter()
     if run is None:
         from ..nerf import load_nerf_run
@@ -118,20 +166,37 @@ def evaluate_run(run_dir, config: EvaluateConfig | None = None, *, dataset=None,
     codes_all = run.expression_codes_from_features(allds.emotion)
     rows = val.indices[idx]
     render_s = [0.0]
+    try:
+        from .fullframe import DatasetTorso
 
-    def render(poses, windows, codes, background, desc):
-        out_frames = []
-        it = run.render_frames(poses, windows, codes, size=side, background=background)
-        for _ in tqdm(range(len(poses)), desc=desc, unit="frame", disable=not progress,
+        torso = DatasetTorso(root)
+    except BadInputError as e:  # no torso labels: the full-frame metrics are unavailable
+        log.info("no full-frame metrics: %s", e)
+        torso = None
+
+    def render(poses, windows, codes, torso_frames, background, desc):
+        """(frames over ``background``, full frames over the torso or None)."""
+        heads, fulls = [], []
+        it = run.render_frames(poses, windows, codes, size=side, background=(0.0, 0.0, 0.0),
+                               with_opacity=True)
+        bg = np.broadcast_to(np.asarray(background, np.float32), (side, side, 3))
+        for k in tqdm(range(len(poses)), desc=desc, unit="frame", disable=not progress,
                       leave=False):
             ts = time.perf_counter()
-            out_frames.append(next(it))
+            head, opacity = next(it)
             render_s[0] += time.perf_counter() - ts
-        return np.stack(out_frames)
+            over = head.astype(np.float32) + (1.0 - opacity[..., None]) * bg
+            heads.append(np.clip(over + 0.5, 0, 255).astype(np.uint8))
+            if torso is not None:
+                h, o = head, opacity
+                if side != torso.size:
+                    h, o = _resize(h[None], torso.size)[0], _resize(o[None], torso.size)[0]
+                fulls.append(torso.compose(h, o, int(torso_frames[k])))
+        return np.stack(heads), (np.stack(fulls) if fulls else None)
 
-    bg = _resize(val.background[None], side)[0]
-    pred = render(val.camera_to_head[idx], np.asarray(val.audio[idx]), codes_all[rows],
-                  bg, "self-driven")
+    bg = _resize(val.background[None], side)[0].astype(np.float32)
+    pred, pred_full = render(val.camera_to_head[idx], np.asarray(val.audio[idx]),
+                             codes_all[rows], rows, bg, "self-driven")
     gt = _resize(np.stack([val.head_image(int(j)) for j in idx]), side)
     gt_marks = val.landmarks[idx] * (side / val.size)
     if not isinstance(audio_model, AudioModel):  # load once for the three scores
@@ -139,11 +204,28 @@ def evaluate_run(run_dir, config: EvaluateConfig | None = None, *, dataset=None,
     pred_marks = landmarks_of_frames(pred)
     res_self = evaluate_self(pred, gt, gt_landmarks=gt_marks, pred_landmarks=pred_marks,
                              lpips_weights=lpips_weights)
+    train_marks = TalkingHeadDataset(root, "train", images=False).landmarks * (side / val.size)
+    res_self["m_lmd_mean_mouth"] = m_lmd(mean_mouth_baseline(gt_marks, train_marks), gt_marks)
+    res_self["psnr_full"] = res_self["ssim_full"] = None
+    gt_full = None
+    if pred_full is not None:
+        gt_full = np.stack([torso.frame(int(j)) for j in rows])
+        res_self["psnr_full"] = psnr(pred_full, gt_full)
+        res_self["ssim_full"] = ssim(pred_full, gt_full)
     res_self["audio_lip"] = audio_lip_agreement(pred_marks, val.audio[idx], audio_model)
     res_self["audio_lip_ground_truth"] = audio_lip_agreement(gt_marks, val.audio[idx],
                                                              audio_model)
+    contiguous = len(idx) == len(val)
+    val_wav = _dataset_speech(root, allds, int(rows[0]), len(rows)) if contiguous else None
+    res_self.update(_lip_sync(pred_marks, val_wav, gt_marks, FPS))
     n_rendered = len(pred)
     results = {"self": res_self}
+    if compare is not None and pred_full is not None:
+        from .side_by_side import write_side_by_side
+
+        write_side_by_side(compare, gt_full, pred_full, FPS, audio=val_wav,
+                           labels=("ground truth", "JEAN (self-driven)"))
+        results["compare"] = str(compare)
 
     if audio is not None:
         windows, wav = audio_windows(audio, root, FPS, return_wav=True)
@@ -151,18 +233,34 @@ def evaluate_run(run_dir, config: EvaluateConfig | None = None, *, dataset=None,
         windows = windows[:n]
         src = expression_source(expression, FPS, max_frames=n, progress=progress)
         codes = run.expression_codes_from_features(fit_length(src.features, n))
-        poses = fit_length(allds.camera_to_head, n)
-        pred_x = render(poses, windows, codes, "white", "cross-driven")
+        if rendered is not None:   # the output of `jean render` with this audio/expression
+            from ..data.video import iter_frames
+
+            pred_x = np.stack(list(iter_frames(rendered, FPS, max_frames=n)))
+            if len(pred_x) < n:
+                raise BadInputError(f"{rendered}: {len(pred_x)} frames, but the speech "
+                                    f"{audio} gives {n}: pass the video rendered with it")
+        else:
+            poses = fit_length(allds.camera_to_head, n)
+            t_idx = fit_length(np.arange(len(allds)), n)
+            heads_x, full_x = render(poses, windows, codes, t_idx, (255.0, 255.0, 255.0),
+                                     "cross-driven")
+            pred_x = full_x if full_x is not None else heads_x
         train = TalkingHeadDataset(root, "train")
-        ident = np.stack([train.head_image(int(j)) for j in
-                          np.linspace(0, len(train) - 1, 16).round().astype(int)])
+        ident_src = [torso.frame(int(j)) if torso is not None else train.head_image(int(j))
+                     for j in np.linspace(0, len(train) - 1, 16).round().astype(int)]
         marks_x = landmarks_of_frames(pred_x)
-        res_cross = evaluate_cross(pred_x, _resize(ident, side), fit_length(src.crops, n),
-                                   wav=wav, syncnet_weights=syncnet_weights,
-                                   pred_landmarks=marks_x)
+        res_cross = evaluate_cross(pred_x, _resize(np.stack(ident_src), pred_x.shape[1]),
+                                   fit_length(src.crops, n), wav=wav,
+                                   syncnet_weights=syncnet_weights, pred_landmarks=marks_x)
         res_cross["audio_lip"] = audio_lip_agreement(marks_x, windows, audio_model)
+        ds_marks = allds.landmarks.astype(np.float32)
+        ds_wav = _dataset_speech(root, allds, 0, len(allds))
+        res_cross.update(_lip_sync(marks_x, wav[: int(round(n / FPS * 16000))], ds_marks,
+                                   FPS, ds_wav))
         results["cross"] = res_cross
-        n_rendered += len(pred_x)
+        if rendered is None:
+            n_rendered += len(pred_x)
     results["info"] = {"run": str(run_dir), "dataset": str(root), "size": side,
                        "training_steps": run.step, "frames_rendered": n_rendered,
                        "render_fps": n_rendered / max(render_s[0], 1e-9),

@@ -59,7 +59,8 @@ CHECKPOINT_NAME = NERF_CHECKPOINT_NAME
 
 # run settings that fix what a step draws and computes: a resume must keep them (with the
 # backbone's own, its config's resume_order_keys)
-_ORDER_KEYS = ("n_rays", "face_fraction", "resolution", "seed", "random_background")
+_ORDER_KEYS = ("n_rays", "face_fraction", "mouth_fraction", "head_fraction", "frames_per_step",
+               "mouth_expression_swap", "resolution", "seed", "random_background")
 # settings of the conditioner's widths (with the backbone's other settings)
 _WIDTH_KEYS = ("audio_code_dim", "audio_smoothing")
 
@@ -118,8 +119,9 @@ def _check_resume(ckpt: dict, path, config: NerfTrainConfig, data: NerfData) -> 
                     {**{k: old.get(k) for k in _WIDTH_KEYS}, **old_b},
                     {**{k: getattr(config, k) for k in _WIDTH_KEYS},
                      **{k: v for k, v in new_b.items() if k not in order_b}})
+    defaults = {f.name: f.default for f in dataclasses.fields(NerfTrainConfig)}
     check_unchanged(path, "sampling settings",
-                    {**{k: old.get(k) for k in _ORDER_KEYS}, **old_b},
+                    {**{k: old.get(k, defaults[k]) for k in _ORDER_KEYS}, **old_b},
                     {**{k: getattr(config, k) for k in _ORDER_KEYS},
                      **{k: new_b[k] for k in order_b}})
 
@@ -127,6 +129,28 @@ def _check_resume(ckpt: dict, path, config: NerfTrainConfig, data: NerfData) -> 
 # ---------------------------------------------------------------------------------------------
 # one step
 # ---------------------------------------------------------------------------------------------
+
+@dataclasses.dataclass
+class StepRays:
+    """The rays of one training step (:meth:`NerfTrainer.step_rays`).
+
+    Attributes:
+        rays_o, rays_d: float [N, 3] in the canonical head space (``generate_rays``).
+        target: float [N, 3] in [0, 1], the colours the rays should get.
+        background: float [N, 3] in [0, 1], the colour behind each ray.
+        cond: e_in, float [cond_dim] (one frame and no swap) or [N, cond_dim] per ray.
+        frames: the step's dataset frames (the rays are grouped by frame, in this order).
+        in_mouth: bool [N], rays inside their frame's mouth box.
+    """
+
+    rays_o: torch.Tensor
+    rays_d: torch.Tensor
+    target: torch.Tensor
+    background: torch.Tensor
+    cond: torch.Tensor
+    frames: list
+    in_mouth: torch.Tensor
+
 
 class NerfTrainer:
     """The state of a NeRF training run and one training step (also used by
@@ -176,7 +200,11 @@ class NerfTrainer:
                                             config.audio_smoothing).to(device)
         cond_dim = config.audio_code_dim + self.expr_codes.shape[1]
         self.backbone = build_backbone(config.backbone, config.backbone_config(), cond_dim,
-                                       data.head_center, data.head_radius).to(device)
+                                       data.head_center, data.head_radius,
+                                       audio_dim=config.audio_code_dim).to(device)
+        self.backbone.observe_cameras(
+            data.camera_to_head[data.train_idx], data.intrinsics, data.size, data.near, data.far,
+            masks=None if data.head_mask is None else data.head_mask[data.train_idx])
         self.ray_ops = RayOps(config.ops)
         self.amp = bool(config.amp and device.type == "cuda")
         enc_params = list(self.conditioner.encoder.parameters())
@@ -195,6 +223,7 @@ class NerfTrainer:
         self.audio = data.audio.to(device)
         self.train_idx = torch.as_tensor(data.train_idx, device=device)
         self.rects = data.rects.tolist()
+        self.mouth = data.mouth.tolist()
         self.step = 0
         self._context = StepContext(0, self.gen, device, self._random_conditions, data.near,
                                     data.far)
@@ -216,19 +245,34 @@ class NerfTrainer:
                           device=self.device)
         return self.cond(self.train_idx[k]).float()
 
-    def sample_pixels(self, j: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """AD-NeRF's pixel choice: rows, cols int64 [n_rays], round(face_fraction n_rays)
-        uniformly inside the face box, the rest uniformly outside it."""
+    @staticmethod
+    def _in_box(box, n: int, g, dev) -> tuple[torch.Tensor, torch.Tensor]:
+        """n pixels uniformly inside box (x0, y0, x1, y1): rows, cols int64 [n]."""
+        x0, y0, x1, y1 = box
+        u = torch.rand((2, n), generator=g, device=dev)
+        return (y0 + (u[0] * (y1 - y0)).long().clamp_(max=y1 - y0 - 1),
+                x0 + (u[1] * (x1 - x0)).long().clamp_(max=x1 - x0 - 1))
+
+    def sample_pixels(self, j: int, n_rays: int | None = None
+                      ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The pixels of a step's rays in frame j: rows, cols int64 [n_rays].
+
+        AD-NeRF's choice: round(face_fraction n) uniformly inside the face box, the rest
+        uniformly outside it; with ``mouth_fraction`` / ``head_fraction``, that many more
+        inside the mouth box / over the head mask (taken from the outside share)."""
         c, g, dev = self.config, self.gen, self.device
+        n_rays = c.n_rays if n_rays is None else int(n_rays)
         size = self.data.size
         x0, y0, x1, y1 = self.rects[j]
         rw, rh = x1 - x0, y1 - y0
         n_out_pix = size * size - rw * rh
-        n_in = c.n_rays if n_out_pix == 0 else int(round(c.n_rays * c.face_fraction))
-        n_out = c.n_rays - n_in
-        u = torch.rand((2, n_in), generator=g, device=dev)
-        rows_in = y0 + (u[0] * rh).long().clamp_(max=rh - 1)
-        cols_in = x0 + (u[1] * rw).long().clamp_(max=rw - 1)
+        n_in = n_rays if n_out_pix == 0 else int(round(n_rays * c.face_fraction))
+        n_mouth = int(round(n_rays * c.mouth_fraction))
+        n_head = int(round(n_rays * c.head_fraction)) if self.head_mask is not None else 0
+        n_mouth = min(n_mouth, n_rays - n_in)
+        n_head = min(n_head, n_rays - n_in - n_mouth)
+        n_out = n_rays - n_in - n_mouth - n_head
+        rows_in, cols_in = self._in_box(self.rects[j], n_in, g, dev)
         k = (torch.rand(n_out, generator=g, device=dev, dtype=torch.float64)
              * n_out_pix).long().clamp_(max=max(n_out_pix - 1, 0))
         above, side_w = y0 * size, max(size - rw, 1)
@@ -240,7 +284,66 @@ class NerfTrainer:
         cols_out = torch.where(k < above, k % size,
                                torch.where(k < above + mid, torch.where(c2 < x0, c2, c2 + rw),
                                            k3 % size))
-        return torch.cat([rows_in, rows_out]), torch.cat([cols_in, cols_out])
+        rows, cols = [rows_in, rows_out], [cols_in, cols_out]
+        if n_mouth:
+            r, q = self._in_box(self.mouth[j], n_mouth, g, dev)
+            rows.append(r)
+            cols.append(q)
+        if n_head:
+            pix = self.head_mask[j].reshape(-1).nonzero()[:, 0]
+            if len(pix) == 0:
+                pix = torch.arange(size * size, device=dev)
+            pick = pix[torch.randint(len(pix), (n_head,), generator=g, device=dev)]
+            rows.append(pick // size)
+            cols.append(pick % size)
+        return torch.cat(rows), torch.cat(cols)
+
+    def step_frames(self) -> list[int]:
+        """The training frames of a step (``frames_per_step`` draws with replacement)."""
+        k = torch.randint(len(self.train_idx), (self.config.frames_per_step,),
+                          generator=self.gen, device=self.device)
+        return [int(self.data.train_idx[int(i)]) for i in k]
+
+    def step_rays(self) -> StepRays:
+        """A step's rays, drawn from its frames (:meth:`step_frames`, :meth:`sample_pixels`),
+        with their targets (random background colours outside the head when
+        ``random_background``) and conditions (:class:`StepRays`)."""
+        c = self.config
+        frames = self.step_frames()
+        counts = [c.n_rays // len(frames) + (i < c.n_rays % len(frames))
+                  for i in range(len(frames))]
+        parts = []
+        for j, n in zip(frames, counts):
+            rows, cols = self.sample_pixels(j, n)
+            rays_o, rays_d = self.rays(j, rows, cols)
+            target = self.images[j, rows, cols].float() / 255.0
+            bg = self.background[rows, cols].float() / 255.0
+            if c.random_background and self.head_mask is not None:
+                bg = torch.rand(bg.shape, generator=self.gen, device=self.device)
+                outside = ~self.head_mask[j, rows, cols]
+                target = torch.where(outside[:, None], bg, target)
+            x0, y0, x1, y1 = self.mouth[j]
+            mouth = (rows >= y0) & (rows < y1) & (cols >= x0) & (cols < x1)
+            parts.append((rays_o, rays_d, target, bg, mouth))
+        rays_o, rays_d, target, bg, mouth = (torch.cat(x) for x in zip(*parts))
+        frame_t = torch.tensor(frames, device=self.device)
+        with torch.autocast("cuda", dtype=torch.bfloat16) if self.amp else \
+                contextlib.nullcontext():
+            conds = self.cond(frame_t).float()                      # [F, cond_dim]
+        if len(frames) == 1 and c.mouth_expression_swap == 0:
+            return StepRays(rays_o, rays_d, target, bg, conds[0], frames, mouth)
+        owner = torch.repeat_interleave(torch.arange(len(frames), device=self.device),
+                                        torch.tensor(counts, device=self.device))
+        cond = conds[owner]
+        if c.mouth_expression_swap > 0:
+            a = self.conditioner.code_dim
+            swap = mouth & (torch.rand(len(mouth), generator=self.gen, device=self.device)
+                            < c.mouth_expression_swap)
+            other = self.train_idx[torch.randint(len(self.train_idx), (len(mouth),),
+                                                 generator=self.gen, device=self.device)]
+            expr = torch.where(swap[:, None], self.expr_codes[other], cond[:, a:])
+            cond = torch.cat([cond[:, :a], expr], -1)
+        return StepRays(rays_o, rays_d, target, bg, cond, frames, mouth)
 
     def rays(self, j: int, rows, cols):
         """Rays of the pixels (rows, cols) of frame j: (rays_o, rays_d) float [N, 3]."""
@@ -257,25 +360,12 @@ class NerfTrainer:
         self.conditioner.train()
         self._context.step = self.step
         self.backbone.before_step(self.step, self._context)
-        k = int(torch.randint(len(self.train_idx), (1,), generator=self.gen,
-                              device=self.device))
-        j = int(self.data.train_idx[k])
-        rows, cols = self.sample_pixels(j)
-        rays_o, rays_d = self.rays(j, rows, cols)
-        target = self.images[j, rows, cols].float() / 255.0
-        bg = self.background[rows, cols].float() / 255.0
-        if c.random_background and self.head_mask is not None:
-            bg = torch.rand(bg.shape, generator=self.gen, device=self.device)
-            outside = ~self.head_mask[j, rows, cols]
-            target = torch.where(outside[:, None], bg, target)
-        frames = torch.tensor([j], device=self.device)
-        with torch.autocast("cuda", dtype=torch.bfloat16) if self.amp else \
-                contextlib.nullcontext():
-            cond = self.cond(frames)[0]
-        result = self.backbone.render_rays(rays_o, rays_d, self.data.near, self.data.far,
-                                           cond.float(), bg, training=True,
-                                           generator=self.gen, ray_ops=self.ray_ops,
-                                           amp=self.amp)
+        rays = self.step_rays()
+        target, frames = rays.target, rays.frames
+        result = self.backbone.render_rays(rays.rays_o, rays.rays_d, self.data.near,
+                                           self.data.far, rays.cond, rays.background,
+                                           training=True, generator=self.gen,
+                                           ray_ops=self.ray_ops, amp=self.amp)
         terms = self.backbone.losses(result, target)
         loss = sum(terms.values())
         f = self.lr_factor(self.step)
@@ -288,7 +378,8 @@ class NerfTrainer:
         values = {f"loss_{k}": float(v.detach()) for k, v in terms.items()}
         mse = float(F.mse_loss(result.rgb.detach(), target))
         return {"loss": sum(values.values()), **values, "mse": mse,
-                "psnr": face_metrics.psnr_from_mse(mse), "frame": j, "lr": c.lr * f}
+                "psnr": face_metrics.psnr_from_mse(mse), "frame": frames[0], "lr": c.lr * f,
+                "samples_per_ray": float(result.samples_per_ray.float().mean())}
 
     # ------------------------------------------------------------------------------ validation
 

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 
 from ..errors import ConfigError
 from ..models.adnerf import AdNerfConfig
+from ..models.grid import GridConfig
 from ..models.backbone import BACKBONES, backbone_class, config_from_dict
 from ..nerf.volume_rendering import OPS_BACKENDS
 from ._run import check_ints, resolve_device
@@ -34,12 +35,27 @@ class NerfTrainConfig:
     name."""
     adnerf: AdNerfConfig = field(default_factory=AdNerfConfig)
     """Settings of the AD-NeRF backbone (coarse + fine MLPs, hierarchical sampling)."""
+    grid: GridConfig = field(default_factory=GridConfig)
+    """Settings of the grid backbone (hash encoding, small MLPs, occupancy-grid marching)."""
     iters: int = 400_000
     """Training iterations (400k in the paper); the learning rate reaches lr_final here."""
     n_rays: int = 2048
     """Rays per step, all from one training frame."""
     face_fraction: float = 0.95
-    """Fraction of the rays drawn inside the frame's face box (the rest outside it)."""
+    """Fraction of the rays drawn inside the frame's face box (the rest outside it, but for
+    the mouth and head fractions)."""
+    mouth_fraction: float = 0.0
+    """Fraction of the rays drawn inside the frame's mouth box (iBUG 48-67 widened by a
+    quarter of the inter-ocular distance), on top of those of the face box that fall there
+    (RAD-NeRF / ER-NeRF train the lips with extra rays)."""
+    head_fraction: float = 0.0
+    """Fraction of the rays drawn uniformly over the frame's head mask (hair included)."""
+    frames_per_step: int = 1
+    """Training frames the rays of a step come from (n_rays split between them)."""
+    mouth_expression_swap: float = 0.0
+    """Probability that a ray inside the mouth box gets the expression code of another random
+    training frame: the expression code of a frame also carries its mouth shape, so without
+    this the NeRF learns the mouth from the expression code instead of the speech."""
     resolution: int | None = None
     """Image side to train and validate at, in pixels (None: the dataset's)."""
     audio_code_dim: int = 32
@@ -91,8 +107,18 @@ class NerfTrainConfig:
             raise ConfigError(f"resolution must be None or >= 8 pixels, got {self.resolution}")
         if self.val_frames is not None and int(self.val_frames) < 1:
             raise ConfigError(f"val_frames must be None or >= 1, got {self.val_frames}")
-        if not 0.0 <= self.face_fraction <= 1.0:
-            raise ConfigError(f"face_fraction must be in [0, 1], got {self.face_fraction}")
+        for name in ("face_fraction", "mouth_fraction", "head_fraction",
+                     "mouth_expression_swap"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ConfigError(f"{name} must be in [0, 1], got {getattr(self, name)}")
+        if self.face_fraction + self.mouth_fraction + self.head_fraction > 1.0 + 1e-9:
+            raise ConfigError(f"face_fraction + mouth_fraction + head_fraction must be <= 1, "
+                              f"got {self.face_fraction} + {self.mouth_fraction} + "
+                              f"{self.head_fraction}")
+        check_ints(self, ("frames_per_step",))
+        if self.frames_per_step > self.n_rays:
+            raise ConfigError(f"frames_per_step ({self.frames_per_step}) must be <= n_rays "
+                              f"({self.n_rays})")
         if not (self.lr > 0 and self.lr_final > 0 and self.lr_audio >= 0):
             raise ConfigError("lr and lr_final must be > 0, lr_audio >= 0")
         if self.ops not in OPS_BACKENDS:
@@ -106,6 +132,13 @@ class NerfTrainConfig:
         self.backbone_config().validate()
 
 
+_GRID_CPU = dict(
+    backbone="grid", n_rays=2048, resolution=None, lr=1e-3, lr_final=2e-4,
+    face_fraction=0.6, mouth_fraction=0.2, head_fraction=0.15, mouth_expression_swap=0.5,
+    log_every=10, checkpoint_every=200, val_every=1000, val_frames=3,
+    grid=dict(encoding="triplane", n_levels=4, features_per_level=8, log2_table_size=18,
+              base_resolution=64, max_resolution=512, n_steps=48, density_offset=0.0))
+
 PRESETS = {
     # the paper (suppl. 8.4.3) with AD-NeRF's sample counts; for a GPU
     "full": {},
@@ -115,14 +148,26 @@ PRESETS = {
     "cpu-smoke": dict(iters=500, n_rays=256, resolution=96, lr=1e-3, lr_final=1e-4,
                       log_every=10, checkpoint_every=100, val_every=100, val_frames=3,
                       chunk_rays=4096, adnerf=dict(n_coarse=24, n_fine=24, width=64)),
+    # the grid backbone at the dataset's resolution, for 2 CPU cores: about 8 minutes of
+    # training (2,200 steps of 2,048 rays; docs/nerf.md has the measurements behind it)
+    "cpu": dict(_GRID_CPU, iters=2200),
+    # the same for about an hour, for a user who can wait
+    "cpu-long": dict(_GRID_CPU, iters=10000, n_rays=4096, lr_final=1e-4, val_every=1000,
+                     checkpoint_every=500),
+    # the grid backbone on a GPU: more rays per step, AMP, more steps
+    "fast": dict(_GRID_CPU, iters=30000, n_rays=8192, lr_final=1e-4, val_every=2000,
+                 checkpoint_every=2000, val_frames=8, chunk_rays=65536),
 }
 """Presets by name: overrides of the defaults; a backbone's settings are a dict under its
 name."""
 
 
 def preset_config(name: str | None = None, device: str = "auto", **overrides) -> NerfTrainConfig:
-    """A :class:`NerfTrainConfig` from a preset: ``"full"`` (paper) or ``"cpu-smoke"``;
-    None picks by device (``full`` with CUDA, ``cpu-smoke`` otherwise).
+    """A :class:`NerfTrainConfig` from a preset: ``"full"`` (the paper: AD-NeRF MLP, 400k
+    iterations), ``"cpu"`` (the grid backbone in about 8 minutes on 2 CPU cores),
+    ``"cpu-long"`` (about an hour), ``"fast"`` (the grid backbone on a GPU) or
+    ``"cpu-smoke"`` (the AD-NeRF MLP, small, for tests); None picks by device (``full`` with
+    CUDA, ``cpu`` otherwise).
 
     ``overrides`` set any field of the config, or of the chosen backbone's config by its own
     name (e.g. ``width=64`` for AD-NeRF), or the backbone's settings as a whole
@@ -133,7 +178,7 @@ def preset_config(name: str | None = None, device: str = "auto", **overrides) ->
     """
     dev = resolve_device(device)
     if name is None:
-        name = "full" if dev.type == "cuda" else "cpu-smoke"
+        name = "full" if dev.type == "cuda" else "cpu"
     if name not in PRESETS:
         raise ConfigError(f"unknown preset {name!r}; choose from {sorted(PRESETS)}")
     preset = PRESETS[name]
