@@ -31,6 +31,10 @@ constexpr double kLastDelta = 1e10;
 void run_chunks(int64_t n_chunks, int64_t threads, c10::function_ref<void(int64_t)> chunk);
 // Whether the calling thread is running chunks of run_chunks (nested calls then run inline).
 bool in_chunks();
+// At most `threads`, fewer when other tasks are running on the machine right now: threads
+// minus the tasks runnable besides the caller (Linux /proc/loadavg, read at most every 20 ms),
+// at least 1; `threads` where that count is unavailable or JEANCORE_LOAD_AWARE=0.
+int64_t threads_for_load(int64_t threads);
 
 // Runs f(begin, end) over consecutive chunks of [0, n) of `chunk` items each (the last one
 // shorter), on at::get_num_threads() threads (torch.set_num_threads applies). Built for machines
@@ -43,7 +47,10 @@ bool in_chunks();
 //    barrier that waits for every thread of the team; with the other core busy that wait was
 //    one or more scheduler time slices per call: composite forward 8192 x 128 took 28 ms with
 //    2 threads against 3.5 ms with one; see docs/benchmarks.md);
-//  * waiting threads sleep (std::atomic wait, a futex) instead of spinning.
+//  * waiting threads sleep (std::atomic wait, a futex) instead of spinning;
+//  * when other tasks keep cores busy at the moment of the call, fewer helpers are started
+//    (threads_for_load): a helper on a busy core holds its chunk for a scheduler time slice,
+//    which a millisecond kernel cannot hide. The chunks stay the same, so results do not change.
 // One thread, one chunk, or a call from inside a parallel region runs the chunks in order on
 // the calling thread. Each f call must only write what its own items own: the chunk -> thread
 // assignment varies from call to call.
@@ -58,7 +65,12 @@ inline void parallel_chunks(int64_t n, int64_t chunk, const F& f) {
     for (int64_t c = 0; c < n_chunks; ++c) run(c);
     return;
   }
-  run_chunks(n_chunks, threads, run);
+  const int64_t use = threads_for_load(threads);
+  if (use <= 1) {
+    for (int64_t c = 0; c < n_chunks; ++c) run(c);
+    return;
+  }
+  run_chunks(n_chunks, use, run);
 }
 
 // Items per chunk of parallel_chunks for `n` items of `work_per_item` elementary steps (a

@@ -5,7 +5,12 @@
 
 #include <c10/util/ParallelGuard.h>
 
+#include <algorithm>
 #include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
 #include <exception>
 #include <memory>
 
@@ -48,6 +53,42 @@ void work(ChunkJob& job) {
 }  // namespace
 
 bool in_chunks() { return tl_in_chunks; }
+
+namespace {
+// Tasks runnable on the machine now (the 4th field of /proc/loadavg, "running/total"), or -1.
+int64_t running_tasks() {
+  std::FILE* f = std::fopen("/proc/loadavg", "r");
+  if (f == nullptr) return -1;
+  double l1 = 0, l5 = 0, l15 = 0;
+  long running = 0, total = 0;
+  const int got = std::fscanf(f, "%lf %lf %lf %ld/%ld", &l1, &l5, &l15, &running, &total);
+  std::fclose(f);
+  return got == 5 ? static_cast<int64_t>(running) : -1;
+}
+
+std::atomic<int64_t> g_running{-1};
+std::atomic<int64_t> g_read_ms{-1000};
+}  // namespace
+
+int64_t threads_for_load(int64_t threads) {
+  static const bool enabled = [] {
+    const char* e = std::getenv("JEANCORE_LOAD_AWARE");
+    return e == nullptr || std::strcmp(e, "0") != 0;
+  }();
+  if (!enabled || threads <= 1) return threads;
+  const int64_t now = std::chrono::duration_cast<std::chrono::milliseconds>(
+                          std::chrono::steady_clock::now().time_since_epoch())
+                          .count();
+  int64_t running = g_running.load(std::memory_order_relaxed);
+  if (now - g_read_ms.load(std::memory_order_relaxed) >= 20) {
+    running = running_tasks();
+    g_running.store(running, std::memory_order_relaxed);
+    g_read_ms.store(now, std::memory_order_relaxed);
+  }
+  if (running < 1) return threads;
+  const int64_t others = running - 1;  // the calling thread is one of the running tasks
+  return std::clamp<int64_t>(threads - others, 1, threads);
+}
 
 void run_chunks(int64_t n_chunks, int64_t threads, c10::function_ref<void(int64_t)> chunk) {
   auto job = std::make_shared<ChunkJob>(n_chunks, chunk);
