@@ -102,9 +102,9 @@ def main(argv=None) -> dict:
                         ("silent_window", "rendered, silent window for every frame"),
                         ("training_mean_mouth", "training-mean mouth (ground truth otherwise)")):
         d = res[name]
-        r = d.get("gap_pearson_r")
+        r, spread = d.get("gap_pearson_r"), d.get("gap_std")
         print(f"| {label} | {d['m_lmd']:.3f} | {'' if r is None else f'{r:.2f}'} | "
-              f"{d.get('gap_std', float('nan')):.4f} | {d.get('faces', '')} |")
+              f"{'' if spread is None else f'{spread:.4f}'} | {d.get('faces', '')} |")
     print(f"| ground truth |  |  | {res['ground_truth_gap_std']:.4f} |  |")
     if a.json is not None:
         a.json.write_text(json.dumps(res, indent=1))
