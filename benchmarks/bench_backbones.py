@@ -138,14 +138,14 @@ def run_backbone(name: str, dataset: str, minutes: list[float], val_frames: int,
                  preset: str | None = None, device: str = "cpu") -> dict:
     from jeancore.nerf.data import load_nerf_data
     from jeancore.train import preset_config
+    from jeancore.train._run import resolve_device
     from jeancore.train.nerf import NerfTrainer, resolve_audio_encoder, resolve_expression_model
 
     data = load_nerf_data(dataset, None)
     preset = preset or PRESET[name]
     cfg = preset_config(preset, device, backbone=name, resolution=None, val_frames=val_frames)
     cfg.validate()
-    dev = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else
-                       ("cpu" if device == "auto" else device))
+    dev = resolve_device(device)
     tr = NerfTrainer(data, cfg, dev, resolve_audio_encoder(None, dataset),
                      resolve_expression_model(None))
     budget = max(minutes) * 60

@@ -61,11 +61,9 @@ inline void parallel_chunks(int64_t n, int64_t chunk, const F& f) {
   const int64_t n_chunks = (n + chunk - 1) / chunk;
   const int64_t threads = std::min<int64_t>(at::get_num_threads(), n_chunks);
   auto run = [&](int64_t c) { f(c * chunk, std::min(n, (c + 1) * chunk)); };
-  if (threads <= 1 || in_chunks() || at::in_parallel_region()) {
-    for (int64_t c = 0; c < n_chunks; ++c) run(c);
-    return;
-  }
-  const int64_t use = threads_for_load(threads);
+  const int64_t use = (threads <= 1 || in_chunks() || at::in_parallel_region())
+                          ? 1
+                          : threads_for_load(threads);
   if (use <= 1) {
     for (int64_t c = 0; c < n_chunks; ++c) run(c);
     return;

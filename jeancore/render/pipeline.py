@@ -266,10 +266,8 @@ def render(run_dir, audio, expression, pose="dataset", out="render.mp4",
             device = "cuda" if torch.cuda.is_available() else "cpu"
         run = load_nerf_run(run_dir, device)
     root = resolve_dataset(run, dataset)
-    side = run.size if size is None else int(size)
+    render_side = run.size if size is None else int(size)   # the head's resolution
     full = cfg.composite == "full"
-    if side % 2 and not full:
-        raise ConfigError(f"the dataset's size {side} is odd; pass an even --size for H.264")
     torso = paste_src = None
     if full:
         from .fullframe import DatasetTorso
@@ -285,6 +283,11 @@ def render(run_dir, audio, expression, pose="dataset", out="render.mp4",
                 if paste:
                     raise
                 log.info("no paste-back: %s", e)
+    # the output: full frames at --size or the dataset's (the head, rendered at the run's
+    # resolution or --size, is composed at the dataset's); the head alone at its resolution
+    side = torso.size if full and size is None else render_side
+    if side % 2:
+        raise ConfigError(f"the dataset's size {side} is odd; pass an even --size for H.264")
 
     windows, wav = audio_windows(audio, root, FPS, max_seconds=cfg.max_seconds, return_wav=True)
     n = len(windows)
@@ -297,17 +300,9 @@ def render(run_dir, audio, expression, pose="dataset", out="render.mp4",
                        progress=progress)
     torso_idx = torso_frames(pose, n, torso, poses, fit) if full else None
     if full:
-        # the head at the run's resolution (or --size), composed at the dataset's, written at
-        # --size or the dataset's
         bg_arg = (0.0, 0.0, 0.0)           # premultiplied head for compose_full
-        render_side = side
-        side = torso.size if size is None else int(size)
-        if side % 2:
-            raise ConfigError(f"the dataset's size {side} is odd; pass an even --size for "
-                              "H.264")
     else:
         bg_arg = background if background in BACKGROUNDS else _background_image(background, side)
-        render_side = side
 
     keep = set(grid_indices(n, cfg.grid_rows).tolist()) if cfg.grid else set()
     kept = {}
