@@ -75,8 +75,8 @@ def test_every_network_is_in_models():
                if not rel.startswith("models/") and rel not in MODULE_OUTSIDE_MODELS_ALLOWED]
     assert not outside, outside
     names = {name for rel, name in found if rel.startswith("models/")}
-    assert {"NerfMLP", "Backbone", "GridField", "AudioConditioner", "AudioEncoder", "LandmarkAutoencoder",
-            "ExpressionTransformer", "MouthSwapStep"} <= names
+    assert {"NerfMLP", "Backbone", "GridField", "AudioConditioner", "AudioEncoder",
+            "LandmarkAutoencoder", "ExpressionTransformer", "MouthSwapStep"} <= names
 
 
 def test_one_module_writes_and_reads_checkpoints():
